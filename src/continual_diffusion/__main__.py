@@ -1,0 +1,3 @@
+from continual_diffusion.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,142 @@
+"""Load params.yaml, apply the selected profile's overlay and command-line overrides, validate.
+
+Resolution order (later wins):
+  1. the params file(s), merged in order         (top-level sections = the default profile)
+  2. ``profiles.<profile>``, deep-merged on top   (``profile`` may itself be overridden)
+  3. overrides ``key.sub=value`` (YAML values), e.g. from ``snakemake --config`` or ``cdiff --set``
+The result is validated against ``workflow/schemas/params.schema.yaml``; every profile overlay is
+validated too, so a typo in any profile fails at once. Errors are one line naming the key.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import jsonschema
+import yaml
+
+from .errors import PipelineError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "params.schema.yaml"
+
+
+def deep_merge(base: Mapping, overlay: Mapping) -> dict:
+    """Recursive dict merge; non-dict values (lists included) in ``overlay`` replace those in ``base``."""
+    out = copy.deepcopy(dict(base))
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"a.b=3"`` -> ``("a.b", 3)``; the value is parsed as YAML."""
+    if "=" not in text:
+        raise PipelineError(f"--set {text!r}: expected KEY=VALUE")
+    key, _, raw = text.partition("=")
+    try:
+        return key.strip(), yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise PipelineError(f"--set {key}: value {raw!r} is not valid YAML") from None
+
+
+def nest(dotted: Mapping[str, Any]) -> dict:
+    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}``."""
+    out: dict = {}
+    for key, value in dotted.items():
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def flatten(tree: Mapping, prefix: str = "") -> dict[str, Any]:
+    """Inverse of :func:`nest` (leaves are non-dict values)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+def read_params(paths: Iterable[Path]) -> dict:
+    raw: dict = {}
+    for path in paths:
+        path = Path(path)
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise PipelineError(f"{path}: params file not found") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f":{mark.line + 1}" if mark else ""
+            raise PipelineError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+        if not isinstance(loaded, dict):
+            raise PipelineError(f"{path}: expected a mapping at the top level")
+        raw = deep_merge(raw, loaded)
+    return raw
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _validate(cfg: dict, where: str) -> None:
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        error = errors[0]
+        key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
+        raise PipelineError(f"{where}: {key}: {error.message}")
+
+
+def resolve(raw: Mapping, overrides: Mapping[str, Any] | None = None, source: str = "params.yaml") -> dict:
+    """The configuration of the selected profile, validated. ``overrides`` are dotted keys."""
+    overrides = dict(overrides or {})
+    profiles = raw.get("profiles")
+    if not isinstance(profiles, Mapping) or "tiny" not in profiles:
+        raise PipelineError(f"{source}: profiles: must be a mapping that contains at least 'tiny'")
+    base = {k: v for k, v in raw.items() if k != "profiles"}
+    for name, overlay in profiles.items():
+        if not isinstance(overlay, Mapping):
+            raise PipelineError(f"{source}: profiles.{name}: must be a mapping")
+        if "profile" in overlay or "profiles" in overlay:
+            raise PipelineError(f"{source}: profiles.{name}: an overlay cannot set 'profile' or 'profiles'")
+        _validate(deep_merge(base, overlay) | {"profiles": dict(profiles)}, f"{source} (profile {name})")
+    profile = overrides.pop("profile", raw.get("profile"))
+    if profile not in profiles:
+        raise PipelineError(f"{source}: profile: {profile!r} is not one of {', '.join(profiles)}")
+    cfg = deep_merge(base, profiles[profile])
+    cfg = deep_merge(cfg, nest(overrides))
+    cfg["profile"] = profile
+    cfg["profiles"] = copy.deepcopy(dict(profiles))
+    _validate(cfg, f"{source} (profile {profile}, with overrides)" if overrides else f"{source} (profile {profile})")
+    return cfg
+
+
+def load(paths: Iterable[Path] = (Path("params.yaml"),), overrides: Iterable[str] | Mapping[str, Any] = ()) -> dict:
+    """Read, resolve and validate. ``overrides``: ``["k=v", ...]`` or ``{"k": v}``."""
+    paths = list(paths)
+    if not isinstance(overrides, Mapping):
+        overrides = dict(parse_override(o) for o in overrides)
+    return resolve(read_params(paths), overrides, source=", ".join(str(p) for p in paths))
+
+
+def benchmark_config(cfg: Mapping, benchmark: str) -> dict:
+    """The data section of one benchmark plus its source's parameters."""
+    if benchmark not in cfg["benchmarks"]:
+        raise PipelineError(f"benchmark {benchmark!r} is not in benchmarks ({', '.join(cfg['benchmarks'])}) of profile {cfg['profile']}")
+    data = dict(cfg["data"][benchmark])
+    return {"data": data, "source": dict(cfg["sources"][data["source"]]), "seed": cfg["data"]["seed"]}

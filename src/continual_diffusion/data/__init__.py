@@ -1,0 +1,1 @@
+"""Datasets: synthetic generators, CelebA-HQ and Google Landmarks v2 readers, and the task sampler."""

@@ -1,0 +1,98 @@
+import pytest
+import yaml
+
+from continual_diffusion import config
+from continual_diffusion.errors import PipelineError
+from tests.helpers import REPO
+
+PROFILES = ["tiny", "smoke", "paper_faces", "paper_landmarks"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_profile_resolves_and_validates(profile):
+    cfg = config.load([REPO / "params.yaml"], [f"profile={profile}"])
+    assert cfg["profile"] == profile
+    for benchmark in cfg["benchmarks"]:
+        bench = config.benchmark_config(cfg, benchmark)
+        assert bench["data"]["n_tasks"] >= 1
+
+
+def test_default_profile_is_tiny_with_the_paper_filter():
+    cfg = config.load([REPO / "params.yaml"])
+    assert cfg["profile"] == "tiny"
+    assert cfg["data"]["faces"]["min_images"] == 15 and cfg["data"]["faces"]["n_tasks"] == 10
+
+
+def test_paper_profiles_use_real_sources_at_512():
+    faces = config.load([REPO / "params.yaml"], ["profile=paper_faces"])
+    assert faces["benchmarks"] == ["faces"] and faces["data"]["faces"]["source"] == "celeba_hq"
+    assert faces["data"]["faces"]["resolution"] == 512
+    landmarks = config.load([REPO / "params.yaml"], ["profile=paper_landmarks"])
+    assert landmarks["data"]["landmarks"]["source"] == "gldv2"
+
+
+def write(tmp_path, text):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return path
+
+
+def base_text():
+    return (REPO / "params.yaml").read_text()
+
+
+def test_unknown_key_is_one_line_error_naming_it(tmp_path):
+    path = write(tmp_path, base_text().replace("    min_images: 15            #", "    min_imagez: 15            #", 1))
+    with pytest.raises(PipelineError) as err:
+        config.load([path])
+    message = str(err.value)
+    assert "\n" not in message and "data.faces" in message and "min_imagez" in message
+
+
+def test_wrong_type_names_the_key(tmp_path):
+    path = write(tmp_path, base_text().replace("    n_tasks: 10\n", "    n_tasks: ten\n", 1))
+    with pytest.raises(PipelineError, match=r"data\.faces\.n_tasks: 'ten' is not of type 'integer'"):
+        config.load([path])
+
+
+def test_typo_in_another_profile_is_caught(tmp_path):
+    path = write(tmp_path, base_text().replace("faces: {n_tasks: 3,", "faces: {n_taskz: 3,", 1))
+    with pytest.raises(PipelineError, match=r"profile smoke.*n_taskz"):
+        config.load([path])
+
+
+def test_unknown_profile(tmp_path):
+    with pytest.raises(PipelineError, match=r"profile: 'nope' is not one of"):
+        config.load([REPO / "params.yaml"], ["profile=nope"])
+
+
+def test_invalid_yaml_names_file_and_line(tmp_path):
+    path = write(tmp_path, "profile: tiny\nseed: [0\n")
+    with pytest.raises(PipelineError, match=r"params\.yaml:\d+: invalid YAML"):
+        config.load([path])
+
+
+def test_missing_params_file(tmp_path):
+    with pytest.raises(PipelineError, match="params file not found"):
+        config.load([tmp_path / "absent.yaml"])
+
+
+def test_override_beats_profile_overlay():
+    cfg = config.load([REPO / "params.yaml"], ["profile=smoke", "data.faces.n_tasks=2"])
+    assert cfg["data"]["faces"]["n_tasks"] == 2  # smoke says 3
+    assert cfg["data"]["faces"]["resolution"] == 32  # from the smoke overlay
+
+
+def test_bad_override_syntax():
+    with pytest.raises(PipelineError, match="expected KEY=VALUE"):
+        config.load([REPO / "params.yaml"], ["seed"])
+
+
+def test_flatten_nest_roundtrip():
+    tree = {"a": {"b": 1, "c": {"d": [1, 2]}}, "e": "x"}
+    assert config.nest(config.flatten(tree)) == tree
+
+
+def test_schema_file_is_the_workflow_one():
+    assert config.SCHEMA_PATH == REPO / "workflow" / "schemas" / "params.schema.yaml"
+    assert yaml.safe_load(config.SCHEMA_PATH.read_text())["additionalProperties"] is False

@@ -1,0 +1,45 @@
+# Stage prepare_data: per benchmark, the sampled task folders; for synthetic benchmarks, also the
+# generic pre-training pool.
+
+
+rule sample_tasks:
+    input:
+        code=code("prepare_data"),
+    output:
+        directory(f"data/{PROFILE}/tasks/{{benchmark}}"),
+    params:
+        bench=lambda w: bench_params(w.benchmark),
+        config=CONFIG_ARGS,
+    log:
+        f"logs/{PROFILE}/prepare_data/tasks_{{benchmark}}.log",
+    wildcard_constraints:
+        benchmark="|".join(BENCHMARKS),
+    conda:
+        ENV
+    shell:
+        "python -m continual_diffusion prepare-data --benchmark {wildcards.benchmark} --out {output} {params.config} --log {log}"
+
+
+rule generic_pool:
+    input:
+        code=code("prepare_data"),
+    output:
+        directory(f"data/{PROFILE}/pool/{{benchmark}}"),
+    params:
+        bench=lambda w: bench_params(w.benchmark),
+        config=CONFIG_ARGS,
+    log:
+        f"logs/{PROFILE}/prepare_data/pool_{{benchmark}}.log",
+    wildcard_constraints:
+        benchmark="|".join(b for b in BENCHMARKS if is_synthetic(b)) or "^$",
+    conda:
+        ENV
+    shell:
+        "python -m continual_diffusion generic-pool --benchmark {wildcards.benchmark} --out {output} {params.config} --log {log}"
+
+
+rule prepare_data:
+    """Target of the DVC stage of the same name."""
+    input:
+        expand(f"data/{PROFILE}/tasks/{{benchmark}}", benchmark=BENCHMARKS),
+        expand(f"data/{PROFILE}/pool/{{benchmark}}", benchmark=[b for b in BENCHMARKS if is_synthetic(b)]),
