@@ -65,7 +65,7 @@ def test_bad_filter_regex(tmp_path, gldv2):
 def test_missing_csv(tmp_path, gldv2):
     root, _ = gldv2
     (root / "train.csv").unlink()
-    with pytest.raises(PipelineError, match=rf"{root / 'train.csv'}: file not found \(set gldv2.train_file"):
+    with pytest.raises(PipelineError, match=rf"{root / 'train.csv'}: file not found \(set sources.gldv2.train_file"):
         prepare_tasks(bench_for(root), "landmarks", tmp_path / "out")
 
 

@@ -19,7 +19,7 @@ from .sources import ConceptRecord, ImageItem, LoadedImage
 
 def _require(path: Path, what: str, key: str) -> Path:
     if not path.exists():
-        raise PipelineError(f"{path}: {what} not found (set {key} in params.yaml)")
+        raise PipelineError(f"{path}: {what} not found (set sources.{key} in params.yaml)")
     return path
 
 

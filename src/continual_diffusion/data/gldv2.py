@@ -22,7 +22,7 @@ from .sources import ConceptRecord, ImageItem, LoadedImage
 
 def _read_csv(path: Path, key: str, columns: tuple[str, ...]) -> list[dict[str, str]]:
     if not path.exists():
-        raise PipelineError(f"{path}: file not found (set {key} in params.yaml)")
+        raise PipelineError(f"{path}: file not found (set sources.{key} in params.yaml)")
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
         missing = [c for c in columns if c not in (reader.fieldnames or [])]
@@ -39,15 +39,15 @@ def gldv2_records(params: dict, non_rgb: str) -> list[ConceptRecord]:
     """One record per landmark whose category matches the filter, images ordered by id."""
     root = Path(params["root"])
     if not root.is_dir():
-        raise PipelineError(f"{root}: Google Landmarks v2 root folder not found (set gldv2.root in params.yaml)")
+        raise PipelineError(f"{root}: Google Landmarks v2 root folder not found (set sources.gldv2.root in params.yaml)")
     images_dir = root / params["images_dir"]
     if not images_dir.is_dir():
-        raise PipelineError(f"{images_dir}: image folder not found (set gldv2.images_dir in params.yaml)")
+        raise PipelineError(f"{images_dir}: image folder not found (set sources.gldv2.images_dir in params.yaml)")
     categories = _read_csv(root / params["category_file"], "gldv2.category_file", ("landmark_id", "category"))
     try:
         pattern = re.compile(params["category_filter"], re.IGNORECASE)
     except re.error as exc:
-        raise PipelineError(f"gldv2.category_filter: invalid regular expression ({exc})") from None
+        raise PipelineError(f"sources.gldv2.category_filter: invalid regular expression ({exc})") from None
     wanted = {row["landmark_id"]: row["category"] for row in categories if pattern.search(row["category"])}
     by_landmark: dict[str, list[str]] = defaultdict(list)
     for row in _read_csv(root / params["train_file"], "gldv2.train_file", ("id", "landmark_id")):

@@ -1,0 +1,89 @@
+"""End to end under the smoke profile: both orchestrators build the same bytes, and after either
+has run, a second invocation of either has nothing to do."""
+
+import json
+
+import pytest
+
+from tests.helpers import run, tree_bytes, workflow_copy
+
+pytestmark = pytest.mark.slow
+BENCHMARKS = ["faces", "landmarks"]
+
+
+def check_task_folders(workdir):
+    for benchmark in BENCHMARKS:
+        root = workdir / "data" / "smoke" / "tasks" / benchmark
+        summary = json.loads((root / "tasks.json").read_text())
+        assert summary["n_tasks"] == 3
+        for entry in summary["tasks"]:
+            manifest = json.loads((root / entry["dir"] / "manifest.json").read_text())
+            assert manifest["n_images"] == 6 and len(list((root / entry["dir"] / "images").glob("*.png"))) == 6
+        assert (workdir / "data" / "smoke" / "pool" / benchmark / "images.safetensors").exists()
+        assert (workdir / "logs" / "smoke" / "prepare_data" / f"tasks_{benchmark}.log").exists()
+
+
+@pytest.fixture(scope="module")
+def via_snakemake(tmp_path_factory):
+    workdir = workflow_copy(tmp_path_factory.mktemp("snakemake_first"))
+    run(["snakemake", "--cores", "2"], workdir)
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def via_dvc(tmp_path_factory):
+    workdir = workflow_copy(tmp_path_factory.mktemp("dvc_first"))
+    result = run(["dvc", "repro"], workdir)
+    assert "Running stage 'prepare_data'" in result.stdout
+    return workdir
+
+
+def test_snakemake_builds_the_task_folders_and_records_them_in_dvc(via_snakemake):
+    check_task_folders(via_snakemake)
+    lock = (via_snakemake / "dvc.lock").read_text()
+    assert "prepare_data" in lock and "data/smoke" in lock
+
+
+def test_after_snakemake_dvc_repro_is_a_noop(via_snakemake):
+    result = run(["dvc", "repro"], via_snakemake)
+    assert "Running stage" not in result.stdout
+    assert "Data and pipelines are up to date." in run(["dvc", "status"], via_snakemake).stdout
+
+
+def test_after_snakemake_snakemake_is_a_noop(via_snakemake):
+    result = run(["snakemake", "--cores", "2"], via_snakemake)
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_dvc_repro_builds_the_task_folders(via_dvc):
+    check_task_folders(via_dvc)
+
+
+def test_after_dvc_snakemake_and_dvc_are_noops(via_dvc):
+    result = run(["snakemake", "--cores", "2"], via_dvc)
+    assert "Nothing to be done" in result.stdout + result.stderr
+    result = run(["dvc", "repro"], via_dvc)
+    assert "Running stage" not in result.stdout
+
+
+def test_both_orchestrators_produce_identical_bytes(via_snakemake, via_dvc):
+    a, b = tree_bytes(via_snakemake / "data"), tree_bytes(via_dvc / "data")
+    assert a.keys() == b.keys() and a == b
+
+
+def test_a_parameter_change_is_seen_by_both(tmp_path):
+    workdir = workflow_copy(tmp_path / "wf")
+    run(["snakemake", "--cores", "2"], workdir)
+    params = workdir / "params.yaml"
+    params.write_text(params.read_text().replace(
+        "faces: {n_tasks: 3, min_images: 6, max_images: 6, resolution: 32}",
+        "faces: {n_tasks: 2, min_images: 6, max_images: 6, resolution: 32}",
+    ))
+    assert "changed" in run(["dvc", "status"], workdir).stdout
+    dry = run(["snakemake", "-n"], workdir).stdout
+    assert "sample_tasks" in dry
+    result = run(["dvc", "repro"], workdir)
+    assert "Running stage 'prepare_data'" in result.stdout
+    summary = json.loads((workdir / "data" / "smoke" / "tasks" / "faces" / "tasks.json").read_text())
+    assert summary["n_tasks"] == 2
+    assert "Nothing to be done" in (lambda r: r.stdout + r.stderr)(run(["snakemake", "--cores", "2"], workdir))

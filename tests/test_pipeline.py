@@ -1,0 +1,90 @@
+"""Snakemake and DVC agree: same stages, same code deps, same outputs; lint and dry runs are clean."""
+
+import re
+
+import pytest
+import yaml
+
+from continual_diffusion import pipeline
+from tests.helpers import REPO, run, workflow_copy
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return workflow_copy(tmp_path_factory.mktemp("wf"), profile="tiny")
+
+
+def test_dvc_yaml_is_generated_from_the_stage_list():
+    assert (REPO / "dvc.yaml").read_text() == pipeline.dvc_yaml()
+
+
+def test_dvc_stages_mirror_the_stage_list():
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert list(stages) == [s.name for s in pipeline.STAGES]
+    for s in pipeline.STAGES:
+        dvc = stages[s.name]
+        assert dvc["cmd"] == f"{pipeline.SNAKEMAKE_CMD} {s.name}"
+        assert dvc["deps"] == list(s.code)
+        assert [next(iter(o)) for o in dvc["outs"]] == s.outs_for("${profile}")
+        assert all(next(iter(o.values()))["persist"] is True for o in dvc["outs"])
+        for dep in s.code:
+            assert (REPO / dep).exists(), dep
+
+
+def test_every_snakemake_rule_belongs_to_a_stage(workdir):
+    listed = set(run(["snakemake", "--list-rules"], workdir).stdout.split())
+    listed = {r for r in listed if re.fullmatch(r"[A-Za-z_]\w*", r)}
+    expected = {"all"} | {s.name for s in pipeline.STAGES} | {r for s in pipeline.STAGES for r in s.rules}
+    assert listed >= expected
+    assert listed - expected <= {"Target", "of", "the", "DVC", "stage", "same", "name"}  # docstring words
+
+
+def dry_run_jobs(workdir, profile):
+    """(rule, inputs, outputs) of every job of a forced dry run."""
+    text = run(["snakemake", "-n", "--forceall", "--config", f"profile={profile}"], workdir).stdout
+    jobs = []
+    for block in re.split(r"\n(?=\[.*\]\n(?:local)?rule )", text):
+        match = re.search(r"rule (\w+):\n((?:    .*\n?)*)", block)
+        if not match:
+            continue
+        fields = dict(re.findall(r"^    (\w+): (.*)$", match.group(2), flags=re.M))
+        split = lambda key: [x for x in fields.get(key, "").split(", ") if x]
+        jobs.append((match.group(1), split("input"), split("output")))
+    return jobs
+
+
+@pytest.mark.parametrize("profile", ["tiny", "smoke", "paper_faces", "paper_landmarks"])
+def test_jobs_match_dvc_deps_and_outs(workdir, profile):
+    jobs = dry_run_jobs(workdir, profile)
+    owner = {r: s for s in pipeline.STAGES for r in s.rules}
+    produced = {o for _, _, outs in jobs for o in outs}
+    job_rules = [rule for rule, _, _ in jobs if rule != "all"]
+    assert job_rules, "the dry run scheduled no job"
+    for rule, inputs, outputs in jobs:
+        if rule == "all":
+            continue
+        stage = owner[rule]
+        outs = stage.outs_for(profile)
+        assert all(any(o == d or o.startswith(d + "/") for d in outs) for o in outputs), (rule, outputs, outs)
+        code = [i for i in inputs if i not in produced]
+        assert code == pipeline.code_files(stage.name, workdir), rule
+    if profile.startswith("paper"):
+        assert "generic_pool" not in job_rules  # real datasets have no synthetic pool
+
+
+def test_lint_is_clean(workdir):
+    result = run(["snakemake", "--lint"], workdir)
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+def test_slurm_profile_dry_run(workdir):
+    result = run(["snakemake", "--workflow-profile", "profiles/slurm", "-n", "--config", "profile=smoke"], workdir)
+    text = result.stdout + result.stderr
+    assert "Using workflow specific profile profiles/slurm" in text
+    assert "sample_tasks" in text and "This was a dry-run" in text
+
+
+def test_bad_config_fails_the_snakefile_with_the_key(workdir):
+    result = run(["snakemake", "-n", "--config", "data={faces: {n_tasks: many}}"], workdir, check=False)
+    assert result.returncode != 0
+    assert "data.faces.n_tasks: 'many' is not of type 'integer'" in result.stdout + result.stderr
