@@ -32,11 +32,10 @@ def test_dvc_stages_mirror_the_stage_list():
 
 
 def test_every_snakemake_rule_belongs_to_a_stage(workdir):
-    listed = set(run(["snakemake", "--list-rules"], workdir).stdout.split())
-    listed = {r for r in listed if re.fullmatch(r"[A-Za-z_]\w*", r)}
+    lines = run(["snakemake", "--list-rules"], workdir).stdout.splitlines()
+    listed = {line.split()[0] for line in lines if re.match(r"^[A-Za-z_]\w*( |$)", line)}
     expected = {"all"} | {s.name for s in pipeline.STAGES} | {r for s in pipeline.STAGES for r in s.rules}
-    assert listed >= expected
-    assert listed - expected <= {"Target", "of", "the", "DVC", "stage", "same", "name"}  # docstring words
+    assert listed == expected
 
 
 def dry_run_jobs(workdir, profile):

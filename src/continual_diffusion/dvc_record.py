@@ -55,7 +55,7 @@ def record(cfg: dict, snakemake_args: list[str] = ()) -> list[str]:
     complete = [s.name for s in built if not (pending & {*s.rules, s.name})]
     if not complete:
         return []
-    result = _run(["dvc", "commit", "--force", "--quiet", *complete])
+    result = _run([sys.executable, "-m", "dvc", "commit", "--force", "--quiet", *complete])
     if result.returncode != 0:
         raise PipelineError(f"dvc commit {' '.join(complete)}: {(result.stderr or result.stdout).strip().splitlines()[-1:]}")
     log.info("recorded in dvc.lock: %s", ", ".join(complete))

@@ -22,6 +22,11 @@ def _umask() -> int:
     return mask
 
 
+def default_file_mode(path: Path) -> None:
+    """Give ``path`` the permissions a plain ``open()`` would have (some writers create 0600 files)."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write to a temporary file beside ``path`` and rename it into place."""
     path = Path(path)
@@ -30,7 +35,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
+        default_file_mode(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -10,6 +10,16 @@ Division of labour (only one tool executes compute):
   * ``dvc repro``        -> runs ``snakemake <stage>`` for each changed stage, then records hashes.
   * ``snakemake --cores N`` -> runs the jobs, then (``onsuccess``) ``cdiff dvc-record`` commits the
     stages Snakemake considers complete into ``dvc.lock``, so a following ``dvc repro`` is a no-op.
+
+DVC outputs may not overlap, so every stage owns its own top folder per profile. The planned chain:
+  prepare_data   data/{profile}/          tasks/<benchmark>/task_XX, pool/<benchmark>
+  pretrain_base  models/{profile}/        tiny profiles only: base/ (diffusers layout), evaluator/
+  train          runs/{profile}/          <benchmark>/<method>/task_XX (one Snakemake job per method
+                                          and task, each starting from task_XX-1; outs persist, so
+                                          interrupted jobs resume from their checkpoints)
+  evaluate       results/{profile}/       R[t, i] matrices per metric, kept samples
+  sample         samples/{profile}/       post-sequence grids (tasks 1, 6, 10)
+  report         reports/{profile}/       tables, figures, audit
 """
 
 from __future__ import annotations

@@ -10,14 +10,13 @@ Output layout::
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import save_file
 
 from ..progress import progress_bar
-from ..io_utils import atomic_directory, json_text, write_bytes_atomic, write_text_atomic
+from ..io_utils import atomic_directory, default_file_mode, json_text
 from .images import png_bytes, sha256_bytes
 from .synthetic import SyntheticSource
 from .tasks import contact_sheet
@@ -47,9 +46,9 @@ def write_pool(out: Path, source: SyntheticSource, benchmark: str) -> None:
                 progress.update(1)
         progress.close()
         save_file({"images": images, "concept": labels}, str(tmp / "images.safetensors"))
-        os.chmod(tmp / "images.safetensors", 0o644)
-        write_text_atomic(tmp / "captions.json", json_text(captions))
-        write_text_atomic(tmp / "manifest.json", json_text({
+        default_file_mode(tmp / "images.safetensors")  # safetensors writes 0600
+        (tmp / "captions.json").write_text(json_text(captions))
+        (tmp / "manifest.json").write_text(json_text({
             "benchmark": benchmark,
             "generator": source.name,
             "class_word": source.generator.class_word,
@@ -60,4 +59,4 @@ def write_pool(out: Path, source: SyntheticSource, benchmark: str) -> None:
             "concepts": [c.to_json() for c in concepts],
         }))
         rows = [firsts[i : i + 8] for i in range(0, len(firsts), 8)]
-        write_bytes_atomic(tmp / "preview.png", png_bytes(contact_sheet(rows, source.size)))
+        (tmp / "preview.png").write_bytes(png_bytes(contact_sheet(rows, source.size)))

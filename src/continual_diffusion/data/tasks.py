@@ -26,7 +26,7 @@ from PIL import Image
 
 from ..errors import PipelineError
 from ..progress import progress_bar
-from ..io_utils import atomic_directory, json_text, write_bytes_atomic, write_text_atomic
+from ..io_utils import atomic_directory, json_text
 from .images import png_bytes, sha256_bytes, square_resize
 from .sources import ConceptRecord, ImageItem
 from .synthetic.common import rng_for
@@ -75,7 +75,7 @@ def write_tasks(
     out: Path, tasks: list[SampledTask], *, benchmark: str, source: str, class_word: str,
     resolution: int, sampling: dict,
 ) -> None:
-    """Render/load, check and write every sampled image; all-or-nothing."""
+    """Render/load, check and write every sampled image; all-or-nothing (built in a temporary folder)."""
     seen: dict[str, str] = {}
     with atomic_directory(out) as tmp:
         overview_rows = []
@@ -95,7 +95,8 @@ def write_tasks(
                 image = square_resize(loaded.image, resolution)
                 data = png_bytes(image)
                 name = f"images/{j:03d}.png"
-                write_bytes_atomic(folder / name, data)
+                (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                (folder / name).write_bytes(data)
                 entry = {
                     "file": name,
                     "sha256": sha256_bytes(data),
@@ -121,18 +122,18 @@ def write_tasks(
                 "sampling": sampling,
                 "concept": task.record.metadata,
             }
-            write_text_atomic(folder / "manifest.json", json_text(manifest))
+            (folder / "manifest.json").write_text(json_text(manifest))
             overview_rows.append(row)
             summary.append({
                 "task": task.task, "dir": task_dirname(task.task), "concept_id": task.record.concept_id,
                 "n_images": len(entries),
             })
         progress.close()
-        write_text_atomic(tmp / "tasks.json", json_text({
+        (tmp / "tasks.json").write_text(json_text({
             "benchmark": benchmark, "source": source, "class_word": class_word, "resolution": resolution,
             "n_tasks": len(tasks), "tasks": summary, "sampling": sampling,
         }))
-        write_bytes_atomic(tmp / "overview.png", png_bytes(contact_sheet(overview_rows, resolution)))
+        (tmp / "overview.png").write_bytes(png_bytes(contact_sheet(overview_rows, resolution)))
 
 
 def contact_sheet(rows: list[list[Image.Image]], size: int, pad: int = 2) -> Image.Image:
