@@ -2,6 +2,7 @@
 has run, a second invocation of either has nothing to do."""
 
 import json
+import sys
 
 import pytest
 
@@ -79,6 +80,8 @@ def test_a_parameter_change_is_seen_by_both(tmp_path):
         "faces: {n_tasks: 3, min_images: 6, max_images: 6, resolution: 32}",
         "faces: {n_tasks: 2, min_images: 6, max_images: 6, resolution: 32}",
     ))
+    assert "changed" in run(["dvc", "status"], workdir).stdout
+    run([sys.executable, "-m", "continual_diffusion", "dvc-record"], workdir)  # stale: must not be recorded
     assert "changed" in run(["dvc", "status"], workdir).stdout
     dry = run(["snakemake", "-n"], workdir).stdout
     assert "sample_tasks" in dry
