@@ -1,0 +1,1 @@
+"""Models: U-Net configurations, cross-attention K/V adapters (LoRA / C-LoRA) and their costs."""
