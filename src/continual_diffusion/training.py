@@ -1,0 +1,154 @@
+"""The task loop shared by every method: one concept, one token, N steps, checkpoints, logs.
+
+Per step (``batch_size`` images of the task, all drawn from one seeded CPU generator):
+    z0 = cached VAE latents (posterior mean x scaling factor), eps ~ N(0, I), t ~ U{0..T-1}
+    z_t = sqrt(abar_t) z0 + sqrt(1 - abar_t) eps                  (the scheduler's add_noise)
+    L_diffusion = || eps - unet(z_t, t, text_encoder("a photo of V*_t")) ||^2   (mean)
+    L = L_diffusion + sum of the method's extra (weighted) terms
+AdamW over the method's parameter groups plus the concept token's embedding row (other rows are
+restored after every step). Every ``checkpoint_every`` steps the trainable tensors, the optimizer's
+state, the generator's state and the log so far are written (safetensors + JSON, atomically); a
+killed job restarted with the same arguments resumes there and ends bit-identical to an
+uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .errors import PipelineError
+from .io_utils import atomic_directory, json_text
+from .models.tokens import TokenRowTrainer
+from .progress import progress_bar
+
+CHECKPOINT = "checkpoint"
+
+
+@dataclass
+class Model:
+    tokenizer: object
+    text_encoder: torch.nn.Module
+    vae: torch.nn.Module
+    unet: torch.nn.Module
+    scheduler: object
+
+
+@dataclass
+class TrainConfig:
+    steps: int
+    batch_size: int
+    token_lr: float
+    seed: int
+    checkpoint_every: int
+
+
+def encode_latents(vae, images: torch.Tensor) -> torch.Tensor:
+    """images in [-1, 1], N x 3 x H x W -> latents (posterior mean x scaling factor), no grad."""
+    with torch.no_grad():
+        return vae.encode(images).latent_dist.mean * vae.config.scaling_factor
+
+
+def task_generator(seed: int, task: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 100_003 + task)
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    state = optimizer.state_dict()
+    tensors = {f"opt.{index}.{key}": value.detach().clone().contiguous()
+               for index, entries in state["state"].items() for key, value in entries.items()}
+    return tensors, {"param_groups": state["param_groups"]}
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save_checkpoint(folder: Path, step: int, method, token: TokenRowTrainer, optimizer, generator, log) -> None:
+    tensors = {f"method.{k}": v for k, v in method.trainable_state().items()}
+    tensors["token.row"] = token.row()
+    tensors["generator.state"] = generator.get_state()
+    opt_tensors, opt_meta = _optimizer_tensors(optimizer)
+    tensors.update(opt_tensors)
+    with atomic_directory(folder) as tmp:
+        save_file(tensors, str(tmp / "state.safetensors"))
+        (tmp / "progress.json").write_text(json_text({"step": step, "optimizer": opt_meta, "log": log}))
+
+
+def load_checkpoint(folder: Path, method, token: TokenRowTrainer, optimizer, generator) -> tuple[int, list]:
+    tensors = load_file(str(folder / "state.safetensors"))
+    meta = json.loads((folder / "progress.json").read_text())
+    method.load_trainable_state({k.removeprefix("method."): v for k, v in tensors.items() if k.startswith("method.")})
+    with torch.no_grad():
+        token.weight[token.token_id] = tensors["token.row"]
+    generator.set_state(tensors["generator.state"])
+    _load_optimizer(optimizer, tensors, meta["optimizer"])
+    return int(meta["step"]), meta["log"]
+
+
+def train_task(
+    model: Model, method, task: int, token_id: int, prompt: str, latents: torch.Tensor, cfg: TrainConfig,
+    workdir: Path, on_step: Callable[[int], None] | None = None,
+) -> list[dict]:
+    """Train ``task``; returns the per-step log. ``workdir`` holds the resumable checkpoint."""
+    generator = task_generator(cfg.seed, task)
+    method.begin_task(task, generator)
+    model.text_encoder.requires_grad_(False)
+    model.vae.requires_grad_(False)
+    token = TokenRowTrainer(model.text_encoder, token_id)
+    optimizer = torch.optim.AdamW(
+        method.parameter_groups() + [{"params": [token.weight], "lr": cfg.token_lr, "weight_decay": 0.0}]
+    )
+    ids = model.tokenizer(prompt, padding="max_length", max_length=model.tokenizer.model_max_length,
+                          truncation=True, return_tensors="pt").input_ids
+    if token_id not in ids[0].tolist():
+        raise PipelineError(f"prompt {prompt!r} does not fit the tokenizer's {model.tokenizer.model_max_length} tokens: the concept token was cut")
+    checkpoint = workdir / CHECKPOINT
+    start, log = 0, []
+    if (checkpoint / "progress.json").exists():
+        start, log = load_checkpoint(checkpoint, method, token, optimizer, generator)
+    bar = progress_bar(total=cfg.steps, initial=start, desc=f"train {method.name} task {task}", unit="step")
+    steps_total = model.scheduler.config.num_train_timesteps
+    for step in range(start, cfg.steps):
+        index = torch.randint(latents.shape[0], (cfg.batch_size,), generator=generator)
+        z0 = latents[index]
+        noise = torch.randn(z0.shape, generator=generator)
+        timesteps = torch.randint(0, steps_total, (cfg.batch_size,), generator=generator)
+        noisy = model.scheduler.add_noise(z0, noise, timesteps)
+        context = model.text_encoder(ids.expand(cfg.batch_size, -1))[0]
+        prediction = model.unet(noisy, timesteps, context).sample
+        diffusion = torch.nn.functional.mse_loss(prediction.float(), noise.float())
+        extras = method.extra_losses()
+        loss = diffusion + sum(extras.values()) if extras else diffusion
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        token.restore_frozen_rows()
+        entry = {"step": step + 1, "loss": float(loss.detach()), "diffusion": float(diffusion.detach())}
+        entry.update({k: float(v.detach()) for k, v in extras.items()})
+        entry.update(method.step_metrics())
+        log.append(entry)
+        bar.update(1)
+        bar.set_postfix(loss=f"{entry['loss']:.4f}")
+        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+            save_checkpoint(checkpoint, step + 1, method, token, optimizer, generator, log)
+        if on_step is not None:
+            on_step(step + 1)
+    bar.close()
+    model.text_encoder.get_input_embeddings().weight.requires_grad_(False)
+    return log
+
+
+def discard_checkpoint(workdir: Path) -> None:
+    shutil.rmtree(workdir / CHECKPOINT, ignore_errors=True)

@@ -1,0 +1,30 @@
+"""A tiny random text-to-image model and task data for training tests (seconds on CPU)."""
+
+from __future__ import annotations
+
+import torch
+
+from continual_diffusion.models.tiny import build_components
+from continual_diffusion.models.tokenizer import train_clip_bpe
+from continual_diffusion.training import Model, encode_latents
+
+SPEC = dict(
+    resolution=16, vae_channels=[8, 16], latent_channels=4, unet_channels=[16, 32], unet_attention=[True, False],
+    layers_per_block=1, attention_head_dim=8, norm_groups=8, text_hidden=16, text_layers=1, text_heads=2,
+    max_length=16,
+)
+CAPTIONS = ["a photo of a person with blond short hair", "a photo of a waterfall with grey cliffs"] * 3
+
+
+def tiny_model(tmp_path) -> Model:
+    tokenizer = train_clip_bpe(CAPTIONS, vocab_size=200, max_length=16, out=tmp_path / "tokenizer")
+    parts = build_components(SPEC, tokenizer, seed=0)
+    for part in ("text_encoder", "vae", "unet"):
+        parts[part].eval()
+    return Model(**parts)
+
+
+def task_latents(model: Model, seed: int, n: int = 6) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand(n, 3, 16, 16, generator=g) * 2 - 1
+    return encode_latents(model.vae, images)
