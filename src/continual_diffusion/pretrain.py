@@ -1,0 +1,105 @@
+"""Pre-training of the miniature's base model on the generic synthetic pool (tiny/smoke profiles).
+
+Phase 1, the autoencoder (VAE), on pool images x in [-1, 1]:
+    L_vae = mean (x - D(z))^2 + kl_weight * KL(q(z|x) || N(0, I)),   z ~ q(z|x) (reparameterised)
+    then scaling_factor = 1 / std(posterior means), so latents have unit variance as in SD.
+Phase 2, the text encoder and U-Net together, on cached latents z0 of the pool images:
+    L = mean || eps - unet(z_t, t, text_encoder(caption)) ||^2, captions replaced by "" with
+    probability ``caption_dropout`` (classifier-free guidance needs the unconditional model).
+Both phases draw every random number from seeded CPU generators: reruns are bit-identical on CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .progress import progress_bar
+
+
+@dataclass
+class PhaseConfig:
+    steps: int
+    batch_size: int
+    lr: float
+    seed: int
+
+
+def to_unit_range(images_uint8: torch.Tensor) -> torch.Tensor:
+    """N x H x W x 3 uint8 -> N x 3 x H x W float in [-1, 1]."""
+    return images_uint8.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def train_vae(vae, images_uint8: torch.Tensor, cfg: PhaseConfig, kl_weight: float) -> list[dict]:
+    g = torch.Generator().manual_seed(cfg.seed)
+    vae.requires_grad_(True)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
+    log = []
+    bar = progress_bar(total=cfg.steps, desc="pretrain vae", unit="step")
+    for step in range(cfg.steps):
+        x = to_unit_range(images_uint8[torch.randint(images_uint8.shape[0], (cfg.batch_size,), generator=g)])
+        posterior = vae.encode(x).latent_dist
+        z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=g)
+        reconstruction = vae.decode(z).sample
+        mse = torch.nn.functional.mse_loss(reconstruction, x)
+        kl = posterior.kl().mean() / z[0].numel()
+        loss = mse + kl_weight * kl
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        log.append({"step": step + 1, "mse": float(mse.detach()), "kl": float(kl.detach())})
+        bar.update(1)
+        bar.set_postfix(mse=f"{log[-1]['mse']:.4f}")
+    bar.close()
+    vae.requires_grad_(False)
+    return log
+
+
+def latent_scale(vae, images_uint8: torch.Tensor, batch: int = 256) -> float:
+    """1 / std of the posterior means over ``images`` (SD's scaling_factor, 0.18215, is the same idea)."""
+    with torch.no_grad():
+        means = torch.cat([vae.encode(to_unit_range(images_uint8[i:i + batch])).latent_dist.mean
+                           for i in range(0, images_uint8.shape[0], batch)])
+    return float(1.0 / means.std())
+
+
+def encode_pool(vae, images_uint8: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([vae.encode(to_unit_range(images_uint8[i:i + batch])).latent_dist.mean
+                          for i in range(0, images_uint8.shape[0], batch)]) * vae.config.scaling_factor
+
+
+def train_denoiser(unet, text_encoder, tokenizer, scheduler, latents: torch.Tensor, captions: list[str],
+                   cfg: PhaseConfig, caption_dropout: float) -> list[dict]:
+    g = torch.Generator().manual_seed(cfg.seed)
+    ids = tokenizer(captions + [""], padding="max_length", max_length=tokenizer.model_max_length,
+                    truncation=True, return_tensors="pt").input_ids
+    empty = ids[-1:]
+    ids = ids[:-1]
+    unet.requires_grad_(True)
+    text_encoder.requires_grad_(True)
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    steps_total = scheduler.config.num_train_timesteps
+    log = []
+    bar = progress_bar(total=cfg.steps, desc="pretrain unet", unit="step")
+    for step in range(cfg.steps):
+        index = torch.randint(latents.shape[0], (cfg.batch_size,), generator=g)
+        drop = torch.rand(cfg.batch_size, generator=g) < caption_dropout
+        batch_ids = torch.where(drop[:, None], empty.expand(cfg.batch_size, -1), ids[index])
+        z0 = latents[index]
+        noise = torch.randn(z0.shape, generator=g)
+        t = torch.randint(0, steps_total, (cfg.batch_size,), generator=g)
+        prediction = unet(scheduler.add_noise(z0, noise, t), t, text_encoder(batch_ids)[0]).sample
+        loss = torch.nn.functional.mse_loss(prediction, noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        log.append({"step": step + 1, "loss": float(loss.detach())})
+        bar.update(1)
+        bar.set_postfix(loss=f"{log[-1]['loss']:.4f}")
+    bar.close()
+    unet.requires_grad_(False)
+    text_encoder.requires_grad_(False)
+    return log
