@@ -34,7 +34,7 @@ from .common import (
 
 @dataclass(frozen=True)
 class Generator:
-    """The four functions that make one family of synthetic concepts."""
+    """One family of synthetic concepts: its attributes and the functions that draw and render them."""
 
     kind: str
     class_word: str
@@ -60,7 +60,7 @@ GENERATORS: dict[str, Generator] = {
 class SyntheticSource:
     """Concept pool and generic pool of one generator, fully determined by ``params`` and ``seed``.
 
-    ``params`` keys (``synthetic.<benchmark>`` in params.yaml): ``generator``, ``seed``,
+    ``params`` keys (``sources.<generator>`` in params.yaml, plus ``generator``): ``seed``,
     ``concepts``, ``images_per_concept`` ([lo, hi], inclusive), ``pool_concepts``,
     ``pool_images_per_concept``, ``min_attribute_distance``, ``supersample``.
     """
