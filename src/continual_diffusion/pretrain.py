@@ -56,18 +56,21 @@ def train_vae(vae, images_uint8: torch.Tensor, cfg: PhaseConfig, kl_weight: floa
     return log
 
 
-def latent_scale(vae, images_uint8: torch.Tensor, batch: int = 256) -> float:
-    """1 / std of the posterior means over ``images`` (SD's scaling_factor, 0.18215, is the same idea)."""
-    with torch.no_grad():
-        means = torch.cat([vae.encode(to_unit_range(images_uint8[i:i + batch])).latent_dist.mean
-                           for i in range(0, images_uint8.shape[0], batch)])
-    return float(1.0 / means.std())
-
-
-def encode_pool(vae, images_uint8: torch.Tensor, batch: int = 256) -> torch.Tensor:
+def posterior_means(vae, images_uint8: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """Means of q(z|x) for uint8 images, in batches, without gradients."""
     with torch.no_grad():
         return torch.cat([vae.encode(to_unit_range(images_uint8[i:i + batch])).latent_dist.mean
-                          for i in range(0, images_uint8.shape[0], batch)]) * vae.config.scaling_factor
+                          for i in range(0, images_uint8.shape[0], batch)])
+
+
+def latent_scale(vae, images_uint8: torch.Tensor) -> float:
+    """1 / std of the posterior means over ``images`` (SD's scaling_factor, 0.18215, is the same idea)."""
+    return float(1.0 / posterior_means(vae, images_uint8).std())
+
+
+def encode_pool(vae, images_uint8: torch.Tensor) -> torch.Tensor:
+    """Latents z0 = posterior mean x scaling factor (as the task loop caches them)."""
+    return posterior_means(vae, images_uint8) * vae.config.scaling_factor
 
 
 def train_denoiser(unet, text_encoder, tokenizer, scheduler, latents: torch.Tensor, captions: list[str],

@@ -15,7 +15,6 @@ uninterrupted run.
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -113,7 +112,10 @@ def train_task(
     ids = model.tokenizer(prompt, padding="max_length", max_length=model.tokenizer.model_max_length,
                           truncation=True, return_tensors="pt").input_ids
     if token_id not in ids[0].tolist():
-        raise PipelineError(f"prompt {prompt!r} does not fit the tokenizer's {model.tokenizer.model_max_length} tokens: the concept token was cut")
+        raise PipelineError(
+            f"prompt {prompt!r} does not fit the tokenizer's {model.tokenizer.model_max_length} tokens: "
+            "the concept token was cut"
+        )
     checkpoint = workdir / CHECKPOINT
     start, log = 0, []
     if (checkpoint / "progress.json").exists():
@@ -148,7 +150,3 @@ def train_task(
     bar.close()
     model.text_encoder.get_input_embeddings().weight.requires_grad_(False)
     return log
-
-
-def discard_checkpoint(workdir: Path) -> None:
-    shutil.rmtree(workdir / CHECKPOINT, ignore_errors=True)

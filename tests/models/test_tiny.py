@@ -9,13 +9,7 @@ from continual_diffusion.errors import PipelineError
 from continual_diffusion.models.stable_diffusion import load_stable_diffusion
 from continual_diffusion.models.tiny import build_components, latent_size, save_pipeline
 from continual_diffusion.models.tokenizer import train_clip_bpe
-
-SPEC = dict(
-    resolution=32, vae_channels=[16, 32], latent_channels=4, unet_channels=[32, 64], unet_attention=[True, False],
-    layers_per_block=1, attention_head_dim=8, norm_groups=8, text_hidden=32, text_layers=1, text_heads=2,
-    max_length=16,
-)
-CAPTIONS = ["a photo of a person with blond short hair", "a photo of a waterfall with grey flat cliffs"] * 5
+from tests.model_fixtures import CAPTIONS, SPEC
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +41,7 @@ def test_saved_model_loads_in_stock_pipeline_and_generates(tmp_path, tokenizer):
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     components = build_components(SPEC, tokenizer, seed=0)
-    assert latent_size(SPEC) == 16
+    assert latent_size(SPEC) == SPEC["resolution"] // 2
     save_pipeline(components, tmp_path / "base")
     assert (tmp_path / "base" / "unet" / "diffusion_pytorch_model.safetensors").exists()
     pipe = StableDiffusionPipeline.from_pretrained(tmp_path / "base")
@@ -59,7 +53,7 @@ def test_saved_model_loads_in_stock_pipeline_and_generates(tmp_path, tokenizer):
                     generator=torch.Generator().manual_seed(0), output_type="np").images
 
     first, second = generate(), generate()
-    assert first.shape == (1, 32, 32, 3)
+    assert first.shape == (1, SPEC["resolution"], SPEC["resolution"], 3)
     assert (first == second).all()  # seeded CPU generator: bit-identical
 
 

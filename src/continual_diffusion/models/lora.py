@@ -18,8 +18,6 @@ with ``reduce`` = sum (default) or mean over the adapted matrices. It is zero on
 from __future__ import annotations
 
 import math
-from typing import Iterable
-
 import torch
 from torch import nn
 
@@ -129,7 +127,3 @@ def frobenius_norms(unet, adapter: str) -> dict[str, float]:
     """||s B_t A_t||_F per adapted matrix (logged per task: the plasticity question of Jha et al.)."""
     with torch.no_grad():
         return {n: float(delta(l, adapter).float().norm()) for n, l in lora_layers(unet, adapter).items()}
-
-
-def trainable_names(module: nn.Module) -> Iterable[str]:
-    return (n for n, p in module.named_parameters() if p.requires_grad)
