@@ -121,3 +121,16 @@ def test_a_prompt_that_cuts_the_concept_token_is_refused(tmp_path):
     long_prompt = "a photo of a person with blond short hair and a waterfall " + "<v1>"
     with pytest.raises(PipelineError, match="concept token was cut"):
         train_task(model, method, 1, token_id, long_prompt, task_latents(model, 1), CFG, tmp_path / "w")
+
+
+def test_a_learned_token_is_restored_on_a_fresh_model(tmp_path):
+    from continual_diffusion.models.tokens import set_concept_token
+
+    model, _, _ = run_chain(tmp_path / "a", tasks=(1,))
+    row = model.text_encoder.get_input_embeddings().weight[model.tokenizer.convert_tokens_to_ids("<v1>")].detach().clone()
+    fresh = tiny_model(tmp_path / "b")
+    set_concept_token(fresh.tokenizer, fresh.text_encoder, "<v1>", row)
+    ids = model.tokenizer("a photo of <v1>", return_tensors="pt").input_ids
+    assert torch.equal(fresh.tokenizer("a photo of <v1>", return_tensors="pt").input_ids, ids)
+    with torch.no_grad():
+        assert torch.equal(fresh.text_encoder(ids)[0], model.text_encoder(ids)[0])

@@ -97,12 +97,6 @@ def choice(rng: np.random.Generator, options: Sequence[str]) -> str:
     return options[int(rng.integers(len(options)))]
 
 
-def jitter_rgb(rng: np.random.Generator, rgb: Sequence[int], amount: float) -> tuple[int, int, int]:
-    """An RGB colour moved by up to ``amount`` (0-255 scale) per channel, clipped."""
-    moved = np.asarray(rgb, dtype=np.float64) + rng.uniform(-amount, amount, size=3)
-    return tuple(int(v) for v in np.clip(np.rint(moved), 0, 255))
-
-
 def scale_rgb(rgb: Sequence[int], factor: float) -> tuple[int, int, int]:
     return tuple(int(v) for v in np.clip(np.rint(np.asarray(rgb, dtype=np.float64) * factor), 0, 255))
 
