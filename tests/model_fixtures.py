@@ -28,3 +28,36 @@ def task_latents(model: Model, seed: int, n: int = 6) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     images = torch.rand(n, 3, 16, 16, generator=g) * 2 - 1
     return encode_latents(model.vae, images)
+
+
+def saved_base(folder) -> "Path":
+    """The tiny random model saved as a base_model stage output (diffusers layout + base.json)."""
+    from pathlib import Path
+
+    from continual_diffusion.base_model import MANIFEST, file_hashes
+    from continual_diffusion.io_utils import json_text
+    from continual_diffusion.models.tiny import save_pipeline
+
+    folder = Path(folder)
+    tokenizer = train_clip_bpe(CAPTIONS, vocab_size=200, max_length=16, out=folder.parent / f"{folder.name}_tok")
+    save_pipeline(build_components(SPEC, tokenizer, seed=0), folder)
+    (folder / MANIFEST).write_text(json_text({"source": "pretrain", "files": file_hashes(folder)}))
+    return folder
+
+
+def write_task(folder, seed: int, n: int = 4, size: int = 16) -> None:
+    """A task folder (manifest + PNG images) as prepare_data writes it."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    folder = Path(folder)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    entries = []
+    for j in range(n):
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / "images" / f"{j:03d}.png")
+        entries.append({"file": f"images/{j:03d}.png"})
+    (folder / "manifest.json").write_text(json.dumps({"images": entries}))

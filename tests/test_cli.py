@@ -25,7 +25,7 @@ def test_every_subcommand_has_help(command, capsys):
 
 def test_config_prints_a_resolved_key():
     result = cdiff("config", "data.faces.n_tasks", "--set", "profile=smoke")
-    assert result.returncode == 0 and result.stdout.strip() == "3"
+    assert result.returncode == 0 and result.stdout.strip() == "2"
 
 
 def test_bad_parameter_is_one_line_and_exit_1(capsys):

@@ -56,7 +56,7 @@ def test_wrong_type_names_the_key(tmp_path):
 
 
 def test_typo_in_another_profile_is_caught(tmp_path):
-    path = write(tmp_path, base_text().replace("faces: {n_tasks: 3,", "faces: {n_taskz: 3,", 1))
+    path = write(tmp_path, base_text().replace("faces: {n_tasks: 2,", "faces: {n_taskz: 2,", 1))
     with pytest.raises(PipelineError, match=r"profile smoke.*n_taskz"):
         config.load([path])
 
@@ -78,8 +78,8 @@ def test_missing_params_file(tmp_path):
 
 
 def test_override_beats_profile_overlay():
-    cfg = config.load([REPO / "params.yaml"], ["profile=smoke", "data.faces.n_tasks=2"])
-    assert cfg["data"]["faces"]["n_tasks"] == 2  # smoke says 3
+    cfg = config.load([REPO / "params.yaml"], ["profile=smoke", "data.faces.n_tasks=1"])
+    assert cfg["data"]["faces"]["n_tasks"] == 1  # smoke says 2
     assert cfg["data"]["faces"]["resolution"] == 32  # from the smoke overlay
 
 

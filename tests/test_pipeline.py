@@ -24,7 +24,7 @@ def test_dvc_stages_mirror_the_stage_list():
     for s in pipeline.STAGES:
         dvc = stages[s.name]
         assert dvc["cmd"] == f"{pipeline.SNAKEMAKE_CMD} {s.name}"
-        assert dvc["deps"] == list(s.code)
+        assert dvc["deps"] == list(s.code) + s.deps_for("${profile}")
         assert [next(iter(o)) for o in dvc["outs"]] == s.outs_for("${profile}")
         assert all(next(iter(o.values()))["persist"] is True for o in dvc["outs"])
         for dep in s.code:
@@ -65,8 +65,14 @@ def test_jobs_match_dvc_deps_and_outs(workdir, profile):
         stage = owner[rule]
         outs = stage.outs_for(profile)
         assert all(any(o == d or o.startswith(d + "/") for d in outs) for o in outputs), (rule, outputs, outs)
-        code = [i for i in inputs if i not in produced]
-        assert code == pipeline.code_files(stage.name, workdir), rule
+        external = [i for i in inputs if i not in produced]
+        code = pipeline.code_files(stage.name, workdir)
+        assert external[:len(code)] == code, rule
+        # Anything else a job reads lies inside a DVC dep of its stage (e.g. the committed base model).
+        deps = stage.deps_for(profile)
+        assert all(any(i == d or i.startswith(d + "/") for d in deps) for i in external[len(code):]), (rule, external)
+        produced_inputs = [i for i in inputs if i in produced]
+        assert all(any(i == d or i.startswith(d + "/") for d in deps) for i in produced_inputs), (rule, produced_inputs)
     if profile.startswith("paper"):
         assert "generic_pool" not in job_rules  # real datasets have no synthetic pool
 

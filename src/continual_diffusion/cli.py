@@ -61,6 +61,81 @@ def cmd_generic_pool(args: argparse.Namespace) -> None:
     prepare_pool(benchmark_config(_config(args), args.benchmark), args.benchmark, args.out)
 
 
+def cmd_base_model(args: argparse.Namespace) -> None:
+    from .base_model import build_base
+
+    cfg = _config(args)
+    build_base(cfg, Path("data") / cfg["profile"], args.out)
+
+
+def cmd_pretrain_base(args: argparse.Namespace) -> None:
+    from .base_model import pretrain_base
+
+    cfg = _config(args)
+    report = pretrain_base(cfg, args.data or Path("data") / cfg["profile"], args.out)
+    log.info("pre-trained base written to %s (U-Net loss %.4f -> %.4f)", args.out,
+             report["unet_loss_first50"], report["unet_loss_last50"])
+    if args.compare:
+        from .base_model import verify
+
+        reference = verify(args.compare)["files"]
+        differ = sorted(k for k in set(reference) | set(report["files"]) if reference.get(k) != report["files"].get(k))
+        if differ:
+            raise PipelineError(f"{args.compare}: rebuilt base differs in {len(differ)} file(s), first {differ[0]}")
+        log.info("rebuilt base is bit-identical to %s (%d files)", args.compare, len(reference))
+
+
+def cmd_evaluator(args: argparse.Namespace) -> None:
+    from .config import benchmark_config
+    from .evaluator import train_evaluator
+
+    cfg = _config(args)
+    train_evaluator(cfg, benchmark_config(cfg, args.benchmark), args.tasks / "tasks.json", args.out)
+
+
+def _chain_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--benchmark", required=True, help="faces | landmarks")
+    p.add_argument("--method", required=True, help="a method of train.methods (e.g. clora, lora_sequential)")
+    p.add_argument("--seed", type=int, required=True, help="chain seed (one of seeds)")
+    p.add_argument("--task", type=int, required=True, help="task number, 1-based")
+    p.add_argument("--base", type=Path, required=True, help="base model folder (base_model stage)")
+    p.add_argument("--runs", type=Path, required=True, help="the chain's folder: task_XX/ folders live here")
+
+
+def _check_chain(cfg: dict, args: argparse.Namespace) -> None:
+    if args.method not in cfg["train"]["methods"]:
+        raise PipelineError(f"--method {args.method}: not in train.methods ({', '.join(cfg['train']['methods'])})")
+    n = cfg["data"][args.benchmark]["n_tasks"]
+    if not 1 <= args.task <= n:
+        raise PipelineError(f"--task {args.task}: outside 1..{n} (data.{args.benchmark}.n_tasks)")
+
+
+def cmd_train_task(args: argparse.Namespace) -> None:
+    from .chain import run_task
+
+    cfg = _config(args)
+    _check_chain(cfg, args)
+    run_task(cfg, args.benchmark, args.method, args.seed, args.task, Path("data") / cfg["profile"], args.base,
+             args.runs, args.checkpoints)
+
+
+def cmd_evaluate_task(args: argparse.Namespace) -> None:
+    from .evaluate import evaluate_task
+
+    cfg = _config(args)
+    _check_chain(cfg, args)
+    evaluate_task(cfg, args.benchmark, args.method, args.seed, args.task, args.base, args.runs, args.evaluator,
+                  args.out)
+
+
+def cmd_summary(args: argparse.Namespace) -> None:
+    from .summary import summarize
+
+    cfg = _config(args)
+    summarize(args.results, cfg["benchmarks"], cfg["train"]["methods"], cfg["seeds"],
+              {b: cfg["data"][b]["n_tasks"] for b in cfg["benchmarks"]}, args.out)
+
+
 def cmd_dvc_yaml(args: argparse.Namespace) -> None:
     from .io_utils import write_text_atomic
     from .pipeline import dvc_yaml
@@ -103,6 +178,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmark", required=True, help="faces | landmarks")
     p.add_argument("--out", type=Path, required=True, help="output folder (written atomically)")
     p.set_defaults(func=cmd_generic_pool)
+
+    p = sub.add_parser("base-model", help="build the base model folder (model.base: embedded | pretrain | stable_diffusion)")
+    _common(p)
+    p.add_argument("--out", type=Path, required=True, help="output folder (written atomically)")
+    p.set_defaults(func=cmd_base_model)
+
+    p = sub.add_parser("pretrain-base", help="pre-train the miniature on the generic pools (rebuilds the embedded base)")
+    _common(p)
+    p.add_argument("--data", type=Path, help="folder with pool/<benchmark> (default: data/<profile>)")
+    p.add_argument("--compare", type=Path, help="fail unless the result is bit-identical to this base folder")
+    p.add_argument("--out", type=Path, required=True, help="output folder (written atomically)")
+    p.set_defaults(func=cmd_pretrain_base)
+
+    p = sub.add_parser("evaluator", help="train a synthetic benchmark's identity evaluator on held-out renders")
+    _common(p)
+    p.add_argument("--benchmark", required=True, help="faces | landmarks")
+    p.add_argument("--tasks", type=Path, required=True, help="the benchmark's task folder (with tasks.json)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (written atomically)")
+    p.set_defaults(func=cmd_evaluator)
+
+    p = sub.add_parser("train-task", help="train one task of one method's chain (resumes from its checkpoint)")
+    _common(p)
+    _chain_args(p)
+    p.add_argument("--checkpoints", type=Path, required=True, help="where this chain keeps resumable checkpoints")
+    p.set_defaults(func=cmd_train_task)
+
+    p = sub.add_parser("evaluate-task", help="sample and score every concept learned up to a task")
+    _common(p)
+    _chain_args(p)
+    p.add_argument("--evaluator", type=Path, required=True, help="evaluator folder (evaluator stage)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (written atomically)")
+    p.set_defaults(func=cmd_evaluate_task)
+
+    p = sub.add_parser("summary", help="plasticity / forgetting summary of the accuracy matrices over seeds")
+    _common(p)
+    p.add_argument("--results", type=Path, required=True, help="results/<profile>")
+    p.add_argument("--out", type=Path, required=True, help="output folder (written atomically)")
+    p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("dvc-yaml", help="print (or --write / --check) dvc.yaml generated from the stage list")
     mode = p.add_mutually_exclusive_group()

@@ -12,14 +12,15 @@ Division of labour (only one tool executes compute):
     stages Snakemake considers complete into ``dvc.lock``, so a following ``dvc repro`` is a no-op.
 
 DVC outputs may not overlap, so every stage owns its own top folder per profile. The planned chain:
-  prepare_data   data/{profile}/          tasks/<benchmark>/task_XX, pool/<benchmark>
-  pretrain_base  models/{profile}/        tiny profiles only: base/ (diffusers layout), evaluator/
-  train          runs/{profile}/          <benchmark>/<method>/task_XX (one Snakemake job per method
-                                          and task, each starting from task_XX-1; outs persist, so
-                                          interrupted jobs resume from their checkpoints)
-  evaluate       results/{profile}/       R[t, i] matrices per metric, kept samples
-  sample         samples/{profile}/       post-sequence grids (tasks 1, 6, 10)
-  report         reports/{profile}/       tables, figures, audit
+  prepare_data   data/{profile}/             tasks/<benchmark>/task_XX, pool/<benchmark>
+  base_model     models/{profile}/base       diffusers layout (pre-trained miniature, committed copy,
+                                             or a pointer to Stable Diffusion)
+  evaluator      models/{profile}/evaluator  <benchmark>/: identity classifier (synthetic benchmarks)
+  train          runs/{profile}/             <benchmark>/<method>/seed_<s>/task_XX (one Snakemake job
+                                             per method, seed and task, each starting from task_XX-1;
+                                             killed jobs resume from checkpoints/{profile}/...)
+  evaluate       results/{profile}/          <benchmark>/<method>/seed_<s>/task_XX: scores, samples
+  report         reports/{profile}/          summaries (later: tables, figures, audit)
 """
 
 from __future__ import annotations
@@ -39,9 +40,13 @@ class Stage:
     code: tuple[str, ...]  # code it depends on (files or folders, repo-relative)
     params: tuple[str, ...]  # params.yaml keys it depends on; "{profile}" is the active profile
     outs: tuple[str, ...]  # folders it produces; "{profile}" is the active profile
+    deps: tuple[str, ...] = ()  # other stages' outs (or committed folders) it reads; "{profile}" as above
 
     def outs_for(self, profile: str) -> list[str]:
         return [o.format(profile=profile) for o in self.outs]
+
+    def deps_for(self, profile: str) -> list[str]:
+        return [d.format(profile=profile) for d in self.deps]
 
 
 STAGES: tuple[Stage, ...] = (
@@ -52,6 +57,55 @@ STAGES: tuple[Stage, ...] = (
         code=(f"{PACKAGE}/data", f"{PACKAGE}/io_utils.py", "workflow/rules/data.smk"),
         params=("profile", "benchmarks", "data", "sources", "profiles.{profile}"),
         outs=("data/{profile}",),
+    ),
+    Stage(
+        name="base_model",
+        description="The frozen base model (pre-trained miniature, its committed copy, or Stable Diffusion v1.x)",
+        rules=("base_model", "rebuild_embedded_base"),
+        code=(f"{PACKAGE}/base_model.py", f"{PACKAGE}/pretrain.py", f"{PACKAGE}/models", f"{PACKAGE}/io_utils.py",
+              "workflow/rules/model.smk"),
+        params=("profile", "model", "profiles.{profile}"),
+        outs=("models/{profile}/base",),
+        deps=("data/{profile}", "embedded"),
+    ),
+    Stage(
+        name="evaluator",
+        description="Identity evaluator of each synthetic benchmark, trained on held-out renders",
+        rules=("identity_evaluator",),
+        code=(f"{PACKAGE}/evaluator.py", f"{PACKAGE}/data", f"{PACKAGE}/io_utils.py", "workflow/rules/model.smk"),
+        params=("profile", "evaluator", "torch_threads", "profiles.{profile}"),
+        outs=("models/{profile}/evaluator",),
+        deps=("data/{profile}",),
+    ),
+    Stage(
+        name="train",
+        description="The task chains, one job per benchmark, method, seed and task",
+        rules=("train_task",),
+        code=(f"{PACKAGE}/chain.py", f"{PACKAGE}/training.py", f"{PACKAGE}/methods", f"{PACKAGE}/models",
+              f"{PACKAGE}/base_model.py", f"{PACKAGE}/io_utils.py", "workflow/rules/train.smk"),
+        params=("profile", "seeds", "torch_threads", "train", "methods", "profiles.{profile}"),
+        outs=("runs/{profile}",),
+        deps=("data/{profile}", "models/{profile}/base"),
+    ),
+    Stage(
+        name="evaluate",
+        description="After every task, sample each learned concept and score it with the evaluator",
+        rules=("evaluate_task",),
+        code=(f"{PACKAGE}/evaluate.py", f"{PACKAGE}/sampling.py", f"{PACKAGE}/evaluator.py", f"{PACKAGE}/chain.py",
+              f"{PACKAGE}/training.py", f"{PACKAGE}/methods", f"{PACKAGE}/models", f"{PACKAGE}/base_model.py",
+              f"{PACKAGE}/io_utils.py", "workflow/rules/evaluate.smk"),
+        params=("profile", "seeds", "torch_threads", "evaluation", "profiles.{profile}"),
+        outs=("results/{profile}",),
+        deps=("runs/{profile}", "models/{profile}/base", "models/{profile}/evaluator"),
+    ),
+    Stage(
+        name="report",
+        description="Plasticity and forgetting over seeds (summary table and curves)",
+        rules=("continual_summary",),
+        code=(f"{PACKAGE}/summary.py", "workflow/rules/report.smk"),
+        params=("profile", "seeds", "benchmarks", "train.methods"),
+        outs=("reports/{profile}",),
+        deps=("results/{profile}",),
     ),
 )
 
@@ -83,8 +137,11 @@ def dvc_yaml() -> str:
         "stages:",
     ]
     for s in STAGES:
+        if ": " in s.description or s.description.startswith(("-", "{", "[")):
+            raise ValueError(f"stage {s.name}: description must be a plain YAML scalar")
         lines += [f"  {s.name}:", f"    desc: {s.description}", f"    cmd: {SNAKEMAKE_CMD} {s.name}", "    deps:"]
         lines += [f"      - {d}" for d in s.code]
+        lines += [f"      - {d.format(profile='${profile}')}" for d in s.deps]
         lines += ["    params:"] + [f"      - {p.format(profile='${profile}')}" for p in s.params]
         lines += ["    outs:"]
         for o in s.outs:

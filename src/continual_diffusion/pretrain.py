@@ -5,12 +5,16 @@ Phase 1, the autoencoder (VAE), on pool images x in [-1, 1]:
     then scaling_factor = 1 / std(posterior means), so latents have unit variance as in SD.
 Phase 2, the text encoder and U-Net together, on cached latents z0 of the pool images:
     L = mean || eps - unet(z_t, t, text_encoder(caption)) ||^2, captions replaced by "" with
-    probability ``caption_dropout`` (classifier-free guidance needs the unconditional model).
+    probability ``caption_dropout`` (classifier-free guidance needs the unconditional model);
+    eps = n + offset_noise * m with n ~ N(0, I) per element and m ~ N(0, I) per (image, channel)
+    ("offset noise": SD's schedule leaves signal at t = T, and without it samples drift to the
+    pool's mean colour). Learning rate: linear warm-up over ``warmup_steps``, then cosine to 0.
 Both phases draw every random number from seeded CPU generators: reruns are bit-identical on CPU.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +33,14 @@ class PhaseConfig:
 def to_unit_range(images_uint8: torch.Tensor) -> torch.Tensor:
     """N x H x W x 3 uint8 -> N x 3 x H x W float in [-1, 1]."""
     return images_uint8.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def warmup_cosine(step: int, warmup: int, total: int) -> float:
+    """Learning-rate factor: (step+1)/warmup during warm-up, then 0.5 (1 + cos(pi * progress))."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(total - warmup, 1)
+    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
 def train_vae(vae, images_uint8: torch.Tensor, cfg: PhaseConfig, kl_weight: float) -> list[dict]:
@@ -74,7 +86,8 @@ def encode_pool(vae, images_uint8: torch.Tensor) -> torch.Tensor:
 
 
 def train_denoiser(unet, text_encoder, tokenizer, scheduler, latents: torch.Tensor, captions: list[str],
-                   cfg: PhaseConfig, caption_dropout: float) -> list[dict]:
+                   cfg: PhaseConfig, caption_dropout: float, offset_noise: float = 0.0,
+                   warmup_steps: int = 0) -> list[dict]:
     g = torch.Generator().manual_seed(cfg.seed)
     ids = tokenizer(captions + [""], padding="max_length", max_length=tokenizer.model_max_length,
                     truncation=True, return_tensors="pt").input_ids
@@ -84,6 +97,7 @@ def train_denoiser(unet, text_encoder, tokenizer, scheduler, latents: torch.Tens
     text_encoder.requires_grad_(True)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, warmup_steps, cfg.steps))
     steps_total = scheduler.config.num_train_timesteps
     log = []
     bar = progress_bar(total=cfg.steps, desc="pretrain unet", unit="step")
@@ -93,12 +107,15 @@ def train_denoiser(unet, text_encoder, tokenizer, scheduler, latents: torch.Tens
         batch_ids = torch.where(drop[:, None], empty.expand(cfg.batch_size, -1), ids[index])
         z0 = latents[index]
         noise = torch.randn(z0.shape, generator=g)
+        if offset_noise:
+            noise = noise + offset_noise * torch.randn(z0.shape[0], z0.shape[1], 1, 1, generator=g)
         t = torch.randint(0, steps_total, (cfg.batch_size,), generator=g)
         prediction = unet(scheduler.add_noise(z0, noise, t), t, text_encoder(batch_ids)[0]).sample
         loss = torch.nn.functional.mse_loss(prediction, noise)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        schedule.step()
         log.append({"step": step + 1, "loss": float(loss.detach())})
         bar.update(1)
         bar.set_postfix(loss=f"{log[-1]['loss']:.4f}")

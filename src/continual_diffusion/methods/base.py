@@ -11,6 +11,7 @@ checkpoints and logs; a method only says what else trains and what else is in th
   end_task(task)                after training: returns the tensors to save for this task
   step_metrics()                numbers logged every step (e.g. the unweighted penalty)
   task_metrics()                numbers logged per task (e.g. ||A_t B_t||)
+  prepare_inference()           after restoring tasks 1..t: put the model in its sampling state
 """
 
 from __future__ import annotations
@@ -72,3 +73,6 @@ class ContinualMethod(ABC):
 
     def task_metrics(self) -> dict[str, float]:
         return {}
+
+    def prepare_inference(self) -> None:
+        """After ``restore_task`` of tasks 1..t: the model as it samples (default: as restored)."""

@@ -77,6 +77,13 @@ class _KVLoRA(ContinualMethod):
         self.past.fold()
         return state
 
+    def prepare_inference(self) -> None:
+        """W = W_init + sum of the restored products; the (empty) current adapter contributes 0."""
+        with torch.no_grad():
+            for layer in self.layers.values():
+                layer.lora_B[ADAPTER].weight.zero_()
+        self.past.apply()
+
     def step_metrics(self) -> dict[str, float]:
         return {"forget_raw": self._last_penalty} if self.penalised else {}
 

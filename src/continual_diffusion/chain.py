@@ -1,0 +1,122 @@
+"""The per-task chain: a method's model after task t = the base model + what tasks 1..t saved.
+
+Folder of one finished task (``runs/<profile>/<benchmark>/<method>/seed_<s>/task_XX/``):
+  task.safetensors   ``method.<name>`` tensors from the method's ``end_task`` and ``token.row``
+                     (the learned embedding of V*_t)
+  config.json        the resolved configuration of the job (method, train, model source, task)
+  log.json           per-step log of every loss term
+  metrics.json       per-task numbers (e.g. ||A_t B_t||, steps, wall time)
+Task t loads the saved tasks 1..t-1 through ``restore_task`` (they are inputs of its Snakemake job),
+so each task is one job and a rerun of task t never retrains earlier tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .base_model import load_base
+from .errors import PipelineError
+from .io_utils import atomic_directory, json_text
+from .methods import make_method
+from .models.tokens import add_concept_token, concept_token, prompt_for, set_concept_token
+from .training import Model, TrainConfig, encode_latents, train_task
+
+log = logging.getLogger(__name__)
+
+TASK_FILE = "task.safetensors"
+
+
+def task_dir(runs: Path, task: int) -> Path:
+    return Path(runs) / f"task_{task:02d}"
+
+
+def load_task_images(task_folder: Path) -> torch.Tensor:
+    """The task's images (manifest order) as N x 3 x H x W in [-1, 1]."""
+    import numpy as np
+    from PIL import Image
+
+    manifest_path = task_folder / "manifest.json"
+    if not manifest_path.exists():
+        raise PipelineError(f"{manifest_path}: task manifest not found (run the prepare_data stage)")
+    manifest = json.loads(manifest_path.read_text())
+    arrays = []
+    for entry in manifest["images"]:
+        path = task_folder / entry["file"]
+        try:
+            with Image.open(path) as image:
+                arrays.append(np.asarray(image.convert("RGB"), dtype=np.uint8))
+        except (OSError, ValueError) as exc:
+            raise PipelineError(f"{path}: cannot read task image ({exc})") from None
+    stacked = torch.from_numpy(np.stack(arrays))
+    return stacked.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def build_model(base: Path) -> Model:
+    pipe = load_base(base)
+    return Model(pipe.tokenizer, pipe.text_encoder, pipe.vae, pipe.unet, pipe.scheduler)
+
+
+def restore_chain(model: Model, method, runs: Path, upto: int) -> list[int]:
+    """Apply the saved tasks 1..upto of ``method`` to ``model``; returns the concept token ids."""
+    token_ids = []
+    for task in range(1, upto + 1):
+        path = task_dir(runs, task) / TASK_FILE
+        if not path.exists():
+            raise PipelineError(f"{path}: earlier task missing (run task {task} of this chain first)")
+        tensors = load_file(str(path))
+        method.restore_task(task, {k.removeprefix("method."): v for k, v in tensors.items() if k.startswith("method.")})
+        token_ids.append(set_concept_token(model.tokenizer, model.text_encoder, concept_token(task), tensors["token.row"]))
+    return token_ids
+
+
+def token_generator(seed: int, task: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 100_003 + 50_000 + task)
+
+
+def run_task(cfg: dict, benchmark: str, method_name: str, seed: int, task: int, data_root: Path, base: Path,
+             runs: Path, checkpoints: Path) -> dict:
+    """Train task ``task`` of one chain and write its folder under ``runs`` (atomically)."""
+    torch.set_num_threads(cfg["torch_threads"])
+    train = cfg["train"]
+    if method_name not in cfg["methods"]:
+        raise PipelineError(f"methods.{method_name}: no parameters for this method")
+    started = time.perf_counter()
+    model = build_model(base)
+    method = make_method(method_name, cfg["methods"][method_name])
+    method.prepare(model)
+    restore_chain(model, method, runs, task - 1)
+    token = concept_token(task)
+    token_id = add_concept_token(model.tokenizer, model.text_encoder, token, token_generator(seed, task),
+                                 init_norm=train["token_init_norm"])
+    images = load_task_images(data_root / "tasks" / benchmark / f"task_{task:02d}")
+    latents = encode_latents(model.vae, images)
+    tc = TrainConfig(steps=int(train["steps"][benchmark]), batch_size=int(train["batch_size"]),
+                     token_lr=float(train["token_lr"]), seed=seed, checkpoint_every=int(train["checkpoint_every"]))
+    workdir = checkpoints / f"task_{task:02d}"
+    step_log = train_task(model, method, task, token_id, prompt_for(token), latents, tc, workdir)
+    state = method.end_task(task)
+    tensors = {f"method.{k}": v.contiguous() for k, v in state.items()}
+    tensors["token.row"] = model.text_encoder.get_input_embeddings().weight.detach()[token_id].clone()
+    metrics = {"task": task, "steps": tc.steps, "images": int(images.shape[0]),
+               "final_loss_mean_last50": sum(e["diffusion"] for e in step_log[-50:]) / max(len(step_log[-50:]), 1)}
+    metrics.update(method.task_metrics())
+    job_config = {"benchmark": benchmark, "method": method_name, "method_params": cfg["methods"][method_name],
+                  "seed": seed, "task": task, "prompt": prompt_for(token), "train": train,
+                  "torch_threads": cfg["torch_threads"], "profile": cfg["profile"],
+                  "base": json.loads((Path(base) / "base.json").read_text()).get("source")}
+    out = task_dir(runs, task)
+    with atomic_directory(out) as tmp:
+        save_file(tensors, str(tmp / TASK_FILE))
+        (tmp / "config.json").write_text(json_text(job_config))
+        (tmp / "log.json").write_text(json_text(step_log))
+        (tmp / "metrics.json").write_text(json_text(metrics))
+    shutil.rmtree(workdir, ignore_errors=True)
+    log.info("task %d of %s/%s/seed_%d done in %.1f s", task, benchmark, method_name, seed, time.perf_counter() - started)
+    return metrics

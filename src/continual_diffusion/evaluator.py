@@ -1,0 +1,193 @@
+"""Identity evaluator of the miniature: a small CNN that names which task concept an image shows.
+
+Classes: the benchmark's n task concepts plus "other" (generic identities of the same family, so a
+generic face is not forced onto some concept). Trained on *fresh held-out renders* of the task
+concepts (a seed stream no training image uses; never the task images), validated on further
+held-out renders; the validation accuracy is recorded beside every score it produces.
+
+Training loss: cross-entropy  L = -mean_n log softmax(f(aug(x_n)))[y_n], AdamW, cosine learning rate.
+Augmentation (train only, seeded): Gaussian blur sigma ~ U[0, blur_max], brightness/contrast
+factors ~ U[1 - jitter, 1 + jitter], pixel noise std ~ U[0, noise_max], shifts of up to ``shift`` px,
+so blurry or noisy generated samples are judged by identity rather than by sharpness.
+Score used downstream: accuracy_i = (1/N) sum_j [argmax_k p(k | x_ij) = i] over the N samples of concept i.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import PipelineError
+from .io_utils import atomic_directory, json_text
+from .progress import progress_bar
+
+log = logging.getLogger(__name__)
+
+WEIGHTS = "classifier.safetensors"
+MANIFEST = "evaluator.json"
+OTHER = "other"
+OTHER_OFFSET = 10_000  # image indices of "other" renders: disjoint from the concepts' held-out indices
+
+
+class IdentityNet(nn.Module):
+    """Five 3x3 conv blocks (GroupNorm, SiLU; four stride-2), global average pool, embedding, classes."""
+
+    def __init__(self, n_classes: int, width: int = 32, embedding: int = 64):
+        super().__init__()
+        chans = [3, width, width, 2 * width, 4 * width, 4 * width]
+        layers: list[nn.Module] = []
+        for i in range(5):
+            layers += [nn.Conv2d(chans[i], chans[i + 1], 3, stride=1 if i == 0 else 2, padding=1),
+                       nn.GroupNorm(8, chans[i + 1]), nn.SiLU()]
+        self.features = nn.Sequential(*layers)
+        self.embed = nn.Linear(chans[-1], embedding)
+        self.head = nn.Linear(embedding, n_classes)
+
+    def embedding(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embed(self.features(x).mean(dim=(2, 3)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.nn.functional.silu(self.embedding(x)))
+
+
+def to_input(images_uint8: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """N x H x W x 3 uint8 -> N x 3 x H x W float in [-1, 1]."""
+    x = torch.as_tensor(np.asarray(images_uint8))
+    return x.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Per-image separable Gaussian blur (sigma 0 leaves the image unchanged)."""
+    radius = 3
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    s = sigma.clamp(min=1e-3)[:, None]
+    kernel = torch.exp(-offsets[None] ** 2 / (2 * s ** 2))
+    kernel = kernel / kernel.sum(dim=1, keepdim=True)  # N x K
+    n, c, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (radius, radius, radius, radius), mode="replicate")
+    flat = padded.reshape(1, n * c, h + 2 * radius, w + 2 * radius)
+    k = kernel.repeat_interleave(c, dim=0)
+    out = torch.nn.functional.conv2d(flat, k[:, None, None, :], groups=n * c)
+    out = torch.nn.functional.conv2d(out, k[:, None, :, None], groups=n * c)
+    return out.reshape(n, c, h, w)
+
+
+def augment(x: torch.Tensor, g: torch.Generator, aug: dict) -> torch.Tensor:
+    n = x.shape[0]
+    x = _blur(x, torch.rand(n, generator=g) * aug["blur_max"])
+    jitter = aug["jitter"]
+    contrast = 1 + (torch.rand(n, 1, 1, 1, generator=g) * 2 - 1) * jitter
+    brightness = (torch.rand(n, 1, 1, 1, generator=g) * 2 - 1) * jitter
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * contrast + mean + brightness
+    x = x + torch.randn(x.shape, generator=g) * (torch.rand(n, 1, 1, 1, generator=g) * aug["noise_max"])
+    shift = aug["shift"]
+    if shift:
+        dy, dx = (int(v) for v in torch.randint(-shift, shift + 1, (2,), generator=g))
+        x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+    return x.clamp(-1, 1)
+
+
+def heldout_renders(bench: dict, concept_ids: list[str], per_concept: int, offset: int, other: int) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out renders of the task concepts (indices offset..offset+per_concept) and of ``other``
+    generic identities (one image each); labels 0..n-1 for concepts, n for "other"."""
+    from .data.prepare import synthetic_source
+
+    source = synthetic_source(bench)
+    by_id = {c.concept_id: c for c in source.concept_pool}
+    missing = [c for c in concept_ids if c not in by_id]
+    if missing:
+        raise PipelineError(f"tasks.json: concept {missing[0]} is not in the synthetic source (regenerate the data)")
+    images, labels = [], []
+    bar = progress_bar(total=len(concept_ids) * per_concept + other, desc="render held-out", unit="img")
+    for label, cid in enumerate(concept_ids):
+        for j in range(offset, offset + per_concept):
+            images.append(np.asarray(source.heldout(by_id[cid], j).convert("RGB")))
+            labels.append(label)
+            bar.update(1)
+    pool = source.generic_pool
+    for k in range(other):
+        concept = pool[k % len(pool)]
+        images.append(np.asarray(source.heldout(concept, OTHER_OFFSET + offset + k).convert("RGB")))
+        labels.append(len(concept_ids))
+        bar.update(1)
+    bar.close()
+    return np.stack(images), np.asarray(labels, dtype=np.int64)
+
+
+def predict(net: IdentityNet, images_uint8, batch: int = 256) -> torch.Tensor:
+    """Class probabilities, N x (n_concepts + 1)."""
+    net.eval()
+    x = to_input(images_uint8)
+    with torch.no_grad():
+        return torch.cat([net(x[i:i + batch]).softmax(dim=1) for i in range(0, x.shape[0], batch)])
+
+
+def train_evaluator(cfg: dict, bench: dict, tasks_json: Path, out: Path) -> dict:
+    """Train the benchmark's evaluator and write ``out`` (weights + manifest with held-out accuracy)."""
+    from safetensors.torch import save_file
+
+    ev = cfg["evaluator"]
+    torch.set_num_threads(cfg["torch_threads"])
+    if not bench["data"]["source"].startswith("synthetic_"):
+        raise PipelineError(
+            f"evaluator: source {bench['data']['source']} has no miniature identity evaluator "
+            "(real data is scored with facenet / CLIP by the evaluation stage)"
+        )
+    if not tasks_json.exists():
+        raise PipelineError(f"{tasks_json}: not found (run the prepare_data stage)")
+    concept_ids = [t["concept_id"] for t in json.loads(tasks_json.read_text())["tasks"]]
+    n_train, n_val = ev["train_images_per_concept"], ev["val_images_per_concept"]
+    x_train, y_train = heldout_renders(bench, concept_ids, n_train, 0, ev["other_train_images"])
+    x_val, y_val = heldout_renders(bench, concept_ids, n_val, n_train, ev["other_val_images"])
+    torch.manual_seed(ev["seed"])
+    net = IdentityNet(len(concept_ids) + 1, width=ev["width"])
+    g = torch.Generator().manual_seed(ev["seed"])
+    optimizer = torch.optim.AdamW(net.parameters(), lr=ev["lr"], weight_decay=1e-4)
+    steps = ev["steps"]
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
+    inputs, targets = to_input(x_train), torch.from_numpy(y_train)
+    bar = progress_bar(total=steps, desc="train evaluator", unit="step")
+    net.train()
+    for _ in range(steps):
+        index = torch.randint(inputs.shape[0], (ev["batch_size"],), generator=g)
+        loss = torch.nn.functional.cross_entropy(net(augment(inputs[index], g, ev["augment"])), targets[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        bar.update(1)
+        bar.set_postfix(loss=f"{float(loss):.3f}")
+    bar.close()
+    predicted = predict(net, x_val).argmax(dim=1).numpy()
+    per_class = {name: float((predicted[y_val == k] == k).mean())
+                 for k, name in enumerate(concept_ids + [OTHER])}
+    report = {
+        "classes": concept_ids + [OTHER], "heldout_accuracy": float((predicted == y_val).mean()),
+        "heldout_accuracy_per_class": per_class, "train_images": int(len(y_train)), "val_images": int(len(y_val)),
+        "params": ev, "resolution": int(x_train.shape[1]),
+    }
+    with atomic_directory(out) as tmp:
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp / WEIGHTS))
+        (tmp / MANIFEST).write_text(json_text(report))
+    log.info("evaluator held-out accuracy %.3f", report["heldout_accuracy"])
+    return report
+
+
+def load_evaluator(folder: Path) -> tuple[IdentityNet, dict]:
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    if not (folder / MANIFEST).exists():
+        raise PipelineError(f"{folder / MANIFEST}: evaluator not built (run the evaluator stage)")
+    report = json.loads((folder / MANIFEST).read_text())
+    net = IdentityNet(len(report["classes"]), width=report["params"]["width"])
+    net.load_state_dict(load_file(str(folder / WEIGHTS)))
+    net.eval()
+    return net, report

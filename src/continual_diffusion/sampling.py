@@ -1,0 +1,64 @@
+"""Generating images of learned concepts: "a photo of V*_i", fixed CPU seeds per image, batched.
+
+Image j of concept i starts from noise drawn by its own generator, seeded from (seed, i, j), so an
+image does not depend on the batch it was generated in. DDIM with classifier-free guidance:
+    eps = eps(z_t, "") + w * (eps(z_t, prompt) - eps(z_t, ""))
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .models.tokens import concept_token, prompt_for
+from .progress import progress_bar
+
+
+def image_seed(seed: int, concept: int, index: int) -> int:
+    return seed * 1_000_003 + concept * 10_007 + index
+
+
+def sampling_pipeline(model, scheduler: str = "ddim"):
+    from diffusers import DDIMScheduler, DDPMScheduler, StableDiffusionPipeline
+
+    cls = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler}[scheduler]
+    pipe = StableDiffusionPipeline(
+        vae=model.vae, text_encoder=model.text_encoder, tokenizer=model.tokenizer, unet=model.unet,
+        scheduler=cls.from_config(model.scheduler.config), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def generate(model, concepts: list[int], per_concept: int, seed: int, steps: int, guidance: float,
+             batch_size: int, scheduler: str = "ddim", desc: str = "sample") -> dict[int, np.ndarray]:
+    """{concept: uint8 array per_concept x H x W x 3} for the concept tokens <v_i>."""
+    pipe = sampling_pipeline(model, scheduler)
+    jobs = [(c, j) for c in concepts for j in range(per_concept)]
+    images: dict[int, list[np.ndarray]] = {c: [] for c in concepts}
+    bar = progress_bar(total=len(jobs), desc=desc, unit="img")
+    for start in range(0, len(jobs), batch_size):
+        chunk = jobs[start:start + batch_size]
+        prompts = [prompt_for(concept_token(c)) for c, _ in chunk]
+        generators = [torch.Generator().manual_seed(image_seed(seed, c, j)) for c, j in chunk]
+        with torch.no_grad():
+            out = pipe(prompts, num_inference_steps=steps, guidance_scale=guidance, generator=generators,
+                       output_type="np").images
+        for (c, _), image in zip(chunk, out):
+            images[c].append((np.clip(image, 0, 1) * 255).round().astype(np.uint8))
+        bar.update(len(chunk))
+    bar.close()
+    return {c: np.stack(v) for c, v in images.items()}
+
+
+def grid(rows: list[np.ndarray], pad: int = 2) -> np.ndarray:
+    """Rows of N x H x W x 3 uint8 images -> one image, white padding."""
+    n = max(r.shape[0] for r in rows)
+    h, w = rows[0].shape[1:3]
+    out = np.full((len(rows) * (h + pad) + pad, n * (w + pad) + pad, 3), 255, dtype=np.uint8)
+    for i, row in enumerate(rows):
+        for j, image in enumerate(row):
+            y, x = pad + i * (h + pad), pad + j * (w + pad)
+            out[y:y + h, x:x + w] = image
+    return out

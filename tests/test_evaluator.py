@@ -1,0 +1,62 @@
+"""The miniature's identity evaluator: trained on held-out renders only, accuracy recorded."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from continual_diffusion import config
+from continual_diffusion.config import benchmark_config
+from continual_diffusion.data.prepare import prepare_tasks
+from continual_diffusion.errors import PipelineError
+from continual_diffusion.evaluator import augment, heldout_renders, load_evaluator, predict, to_input, train_evaluator
+
+
+@pytest.fixture(scope="module")
+def smoke_tasks(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ev")
+    cfg = config.load(overrides=["profile=smoke"])
+    bench = benchmark_config(cfg, "faces")
+    prepare_tasks(bench, "faces", root / "tasks")
+    return cfg, bench, root
+
+
+def test_augment_is_seeded_and_stays_in_range():
+    x = torch.rand(4, 3, 16, 16) * 2 - 1
+    aug = {"blur_max": 1.5, "jitter": 0.1, "noise_max": 0.05, "shift": 2}
+    a = augment(x, torch.Generator().manual_seed(0), aug)
+    b = augment(x, torch.Generator().manual_seed(0), aug)
+    assert torch.equal(a, b) and a.shape == x.shape and a.min() >= -1 and a.max() <= 1
+    none = augment(x, torch.Generator().manual_seed(0), {"blur_max": 0.0, "jitter": 0.0, "noise_max": 0.0, "shift": 0})
+    assert torch.allclose(none, x, atol=1e-5)
+
+
+def test_heldout_renders_are_never_training_images(smoke_tasks):
+    cfg, bench, root = smoke_tasks
+    tasks = json.loads((root / "tasks" / "tasks.json").read_text())["tasks"]
+    ids = [t["concept_id"] for t in tasks]
+    images, labels = heldout_renders(bench, ids, per_concept=6, offset=0, other=3)
+    assert images.shape == (2 * 6 + 3, 32, 32, 3) and labels.tolist() == [0] * 6 + [1] * 6 + [2] * 3
+    training = {np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(p).convert("RGB")).tobytes()
+                for p in (root / "tasks").glob("task_*/images/*.png")}
+    assert not any(image.tobytes() in training for image in images)
+
+
+def test_evaluator_trains_records_heldout_accuracy_and_reloads(smoke_tasks):
+    cfg, bench, root = smoke_tasks
+    report = train_evaluator(cfg, bench, root / "tasks" / "tasks.json", root / "evaluator")
+    assert report["classes"][-1] == "other" and len(report["classes"]) == 3
+    assert 0.0 <= report["heldout_accuracy"] <= 1.0
+    assert report["val_images"] == 2 * cfg["evaluator"]["val_images_per_concept"] + cfg["evaluator"]["other_val_images"]
+    net, loaded = load_evaluator(root / "evaluator")
+    assert loaded == json.loads((root / "evaluator" / "evaluator.json").read_text())
+    probs = predict(net, np.zeros((2, 32, 32, 3), dtype=np.uint8))
+    assert probs.shape == (2, 3) and torch.allclose(probs.sum(dim=1), torch.ones(2))
+    assert to_input(np.full((1, 2, 2, 3), 255, dtype=np.uint8)).max() == 1.0
+
+
+def test_real_data_has_no_miniature_evaluator(smoke_tasks, tmp_path):
+    cfg = config.load(overrides=["profile=paper_faces"])
+    with pytest.raises(PipelineError, match="celeba_hq has no miniature identity evaluator"):
+        train_evaluator(cfg, benchmark_config(cfg, "faces"), tmp_path / "tasks.json", tmp_path / "out")

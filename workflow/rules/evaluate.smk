@@ -1,0 +1,38 @@
+# Stage evaluate: after every task of every chain, sample each concept learned so far and score it.
+
+RESULTS = f"results/{PROFILE}/{{benchmark}}/{{method}}/seed_{{seed}}"
+
+
+rule evaluate_task:
+    input:
+        code=code("evaluate"),
+        base=f"models/{PROFILE}/base",
+        evaluator=lambda w: f"models/{PROFILE}/evaluator/{w.benchmark}",
+        tasks=lambda w: [task_folder(RUNS.format(**w), t) for t in range(1, int(w.task) + 1)],
+    output:
+        directory(f"{RESULTS}/task_{{task}}"),
+    params:
+        evaluation=json.dumps(CFG["evaluation"], sort_keys=True),
+        method=lambda w: json.dumps(CFG["methods"].get(w.method), sort_keys=True),
+        config=CONFIG_ARGS,
+        runs=lambda w: RUNS.format(**w),
+    wildcard_constraints:
+        benchmark="|".join(BENCHMARKS),
+        method="|".join(CFG["train"]["methods"]),
+        seed=r"\d+",
+        task=r"\d\d",
+    threads: CFG["torch_threads"]
+    log:
+        f"logs/{PROFILE}/evaluate/{{benchmark}}/{{method}}/seed_{{seed}}/task_{{task}}.log",
+    conda:
+        ENV
+    shell:
+        "python -m continual_diffusion evaluate-task --benchmark {wildcards.benchmark} --method {wildcards.method} "
+        "--seed {wildcards.seed} --task {wildcards.task} --base {input.base} --runs {params.runs} "
+        "--evaluator {input.evaluator} --out {output} {params.config} --log {log}"
+
+
+rule evaluate:
+    """Target of the DVC stage of the same name."""
+    input:
+        all_tasks(RESULTS),

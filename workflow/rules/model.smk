@@ -1,0 +1,79 @@
+# Stages base_model and evaluator: the frozen model every method starts from, and the miniature's
+# identity evaluator per synthetic benchmark.
+
+
+def base_inputs(wildcards):
+    """What the base model is built from: the generic pools, the committed copy, or nothing (SD)."""
+    kind = CFG["model"]["base"]
+    if kind == "pretrain":
+        return expand(f"data/{PROFILE}/pool/{{benchmark}}", benchmark=[b for b in BENCHMARKS if is_synthetic(b)])
+    if kind == "embedded":
+        root = Path(CFG["model"]["embedded"])
+        return sorted(str(p) for p in root.rglob("*") if p.is_file())
+    return []
+
+
+rule base_model:
+    input:
+        code=code("base_model"),
+        data=base_inputs,
+    output:
+        directory(f"models/{PROFILE}/base"),
+    params:
+        model=json.dumps(CFG["model"], sort_keys=True),
+        config=CONFIG_ARGS,
+    threads: CFG["model"]["pretrain"]["threads"]
+    log:
+        f"logs/{PROFILE}/base_model.log",
+    conda:
+        ENV
+    shell:
+        "python -m continual_diffusion base-model --out {output} {params.config} --log {log}"
+
+
+rule identity_evaluator:
+    input:
+        code=code("evaluator"),
+        tasks=f"data/{PROFILE}/tasks/{{benchmark}}",
+    output:
+        directory(f"models/{PROFILE}/evaluator/{{benchmark}}"),
+    params:
+        evaluator=json.dumps(CFG["evaluator"], sort_keys=True),
+        bench=lambda w: bench_params(w.benchmark),
+        config=CONFIG_ARGS,
+    wildcard_constraints:
+        benchmark="|".join(BENCHMARKS),
+    log:
+        f"logs/{PROFILE}/evaluator/{{benchmark}}.log",
+    conda:
+        ENV
+    shell:
+        "python -m continual_diffusion evaluator --benchmark {wildcards.benchmark} --tasks {input.tasks} "
+        "--out {output} {params.config} --log {log}"
+
+
+rule evaluator:
+    """Target of the DVC stage of the same name."""
+    input:
+        expand(f"models/{PROFILE}/evaluator/{{benchmark}}", benchmark=BENCHMARKS),
+
+
+rule rebuild_embedded_base:
+    """On demand (`snakemake rebuild_embedded_base`): pre-train the miniature again with the current
+    code and params and fail unless every file is bit-identical to the committed copy (model.embedded).
+    To replace the committed copy instead: `cdiff pretrain-base --out embedded/tiny_base`."""
+    input:
+        code=code("base_model"),
+        pools=expand(f"data/{PROFILE}/pool/{{benchmark}}", benchmark=[b for b in BENCHMARKS if is_synthetic(b)]),
+    output:
+        directory(f"models/{PROFILE}/rebuilt_base"),
+    params:
+        config=CONFIG_ARGS,
+        embedded=CFG["model"]["embedded"],
+    threads: CFG["model"]["pretrain"]["threads"]
+    log:
+        f"logs/{PROFILE}/rebuild_embedded_base.log",
+    conda:
+        ENV
+    shell:
+        "python -m continual_diffusion pretrain-base --out {output} --compare {params.embedded} {params.config} --log {log}"

@@ -1,0 +1,24 @@
+# Stage report: summaries computed from the evaluation results only (no model is loaded here).
+
+
+rule continual_summary:
+    input:
+        code=code("report"),
+        results=all_tasks(RESULTS),
+    output:
+        directory(f"reports/{PROFILE}/identity"),
+    params:
+        summary=json.dumps({"seeds": CFG["seeds"], "methods": CFG["train"]["methods"]}, sort_keys=True),
+        config=CONFIG_ARGS,
+    log:
+        f"logs/{PROFILE}/report/continual_summary.log",
+    conda:
+        ENV
+    shell:
+        "python -m continual_diffusion summary --results results/{PROFILE} --out {output} {params.config} --log {log}"
+
+
+rule report:
+    """Target of the DVC stage of the same name."""
+    input:
+        f"reports/{PROFILE}/identity",

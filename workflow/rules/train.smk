@@ -1,0 +1,63 @@
+# Stage train: one job per (benchmark, method, seed, task); task t reads tasks 1..t-1 of its chain.
+
+RUNS = f"runs/{PROFILE}/{{benchmark}}/{{method}}/seed_{{seed}}"
+
+
+def task_folder(root, task):
+    return f"{root}/task_{int(task):02d}"
+
+
+def earlier_tasks(wildcards):
+    root = RUNS.format(**wildcards)
+    return [task_folder(root, t) for t in range(1, int(wildcards.task))]
+
+
+def chain_params(wildcards):
+    """What a task's result depends on besides its inputs (a Snakemake params rerun trigger)."""
+    return json.dumps({"train": CFG["train"], "method": CFG["methods"].get(wildcards.method),
+                       "threads": CFG["torch_threads"]}, sort_keys=True)
+
+
+rule train_task:
+    input:
+        code=code("train"),
+        base=f"models/{PROFILE}/base",
+        task_data=lambda w: f"data/{PROFILE}/tasks/{w.benchmark}",
+        earlier=earlier_tasks,
+    output:
+        directory(f"{RUNS}/task_{{task}}"),
+    params:
+        chain=chain_params,
+        config=CONFIG_ARGS,
+        runs=lambda w: RUNS.format(**w),
+        checkpoints=lambda w: f"checkpoints/{PROFILE}/{w.benchmark}/{w.method}/seed_{w.seed}",
+    wildcard_constraints:
+        benchmark="|".join(BENCHMARKS),
+        method="|".join(CFG["train"]["methods"]),
+        seed=r"\d+",
+        task=r"\d\d",
+    threads: CFG["torch_threads"]
+    log:
+        f"logs/{PROFILE}/train/{{benchmark}}/{{method}}/seed_{{seed}}/task_{{task}}.log",
+    conda:
+        ENV
+    shell:
+        "python -m continual_diffusion train-task --benchmark {wildcards.benchmark} --method {wildcards.method} "
+        "--seed {wildcards.seed} --task {wildcards.task} --base {input.base} --runs {params.runs} "
+        "--checkpoints {params.checkpoints} {params.config} --log {log}"
+
+
+def all_tasks(root_pattern):
+    return [
+        task_folder(root_pattern.format(benchmark=b, method=m, seed=s), t)
+        for b in BENCHMARKS
+        for m in CFG["train"]["methods"]
+        for s in CFG["seeds"]
+        for t in range(1, CFG["data"][b]["n_tasks"] + 1)
+    ]
+
+
+rule train:
+    """Target of the DVC stage of the same name."""
+    input:
+        all_tasks(RUNS),
