@@ -9,7 +9,8 @@ Variants, all on the same randomly initialised U-Net and batch:
 A step is forward + backward + AdamW step + zero_grad. Timings interleave the variants round by
 round so drift hits them equally; the median over rounds is reported.
 
-  python benchmarks/train_step.py --size small --device cpu            # the miniature's scale
+  python benchmarks/train_step.py --size tiny --device cpu             # the default miniature (params.yaml)
+  python benchmarks/train_step.py --size small --device cpu            # an earlier small config
   python benchmarks/train_step.py --size sd --device cuda --dtype bf16  # SD v1.x scale (GPU)
 """
 
@@ -34,8 +35,30 @@ SMALL = dict(
     down_block_types=["CrossAttnDownBlock2D", "DownBlock2D"], up_block_types=["UpBlock2D", "CrossAttnUpBlock2D"],
     cross_attention_dim=64, attention_head_dim=8, norm_num_groups=8,
 )
+
+
+def tiny_from_params() -> tuple[dict, int, int, int, int]:
+    """The default miniature's U-Net (model.spec in params.yaml), its rank and batch from params."""
+    from continual_diffusion.config import load
+
+    cfg = load([Path(__file__).resolve().parents[1] / "params.yaml"])
+    spec = cfg["model"]["spec"]
+    att = spec["unet_attention"]
+    side = spec["resolution"] // 2 ** (len(spec["vae_channels"]) - 1)
+    config = dict(
+        sample_size=side, in_channels=spec["latent_channels"], out_channels=spec["latent_channels"],
+        layers_per_block=spec["layers_per_block"], block_out_channels=list(spec["unet_channels"]),
+        down_block_types=["CrossAttnDownBlock2D" if a else "DownBlock2D" for a in att],
+        up_block_types=["CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(att)],
+        cross_attention_dim=spec["text_hidden"], attention_head_dim=spec["attention_head_dim"],
+        norm_num_groups=spec["norm_groups"],
+    )
+    return config, side, spec["max_length"], cfg["methods"]["clora"]["rank"], cfg["train"]["batch_size"]
+
+
 SIZES = {
     # name: (unet config, latent side, context length, rank, batch)
+    "tiny": tiny_from_params(),
     "small": (SMALL, 16, 16, 4, 4),
     "sd": (SD_V1_UNET_CONFIG, 64, 77, 16, 2),
 }

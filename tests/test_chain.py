@@ -81,3 +81,28 @@ def test_each_sample_depends_only_on_its_own_seed(chain):
     assert np.abs(together[2].astype(int) - alone[2].astype(int)).max() <= 2
     again = generate(model, [1, 2], 2, seed=0, steps=2, guidance=3.0, batch_size=4)
     assert all(np.array_equal(together[c], again[c]) for c in (1, 2))
+
+
+def test_a_killed_task_job_resumes_to_identical_bytes(chain, tmp_path, monkeypatch):
+    import continual_diffusion.chain as chain_module
+
+    cfg, root, base = chain
+    write_task(tmp_path / "data" / "tasks" / "faces" / "task_01", seed=1)
+    real = chain_module.train_task
+
+    def killed_at_step_3(*args, **kwargs):
+        def on_step(step):
+            if step == 3:
+                raise KeyboardInterrupt
+
+        return real(*args, **kwargs, on_step=on_step)
+
+    monkeypatch.setattr(chain_module, "train_task", killed_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        run_task(cfg, "faces", "clora", 0, 1, tmp_path / "data", base, tmp_path / "runs", tmp_path / "ckpt")
+    assert not (tmp_path / "runs" / "task_01").exists()  # nothing half-written
+    assert (tmp_path / "ckpt" / "task_01" / "checkpoint" / "progress.json").exists()  # step 2 checkpoint
+    monkeypatch.setattr(chain_module, "train_task", real)
+    run_task(cfg, "faces", "clora", 0, 1, tmp_path / "data", base, tmp_path / "runs", tmp_path / "ckpt")
+    for name in ("task.safetensors", "log.json", "metrics.json"):
+        assert (tmp_path / "runs" / "task_01" / name).read_bytes() == (root / "runs" / "task_01" / name).read_bytes(), name

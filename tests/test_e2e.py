@@ -22,6 +22,15 @@ def check_task_folders(workdir):
             assert manifest["n_images"] == 6 and len(list((root / entry["dir"] / "images").glob("*.png"))) == 6
         assert (workdir / "data" / "smoke" / "pool" / benchmark / "images.safetensors").exists()
         assert (workdir / "logs" / "smoke" / "prepare_data" / f"tasks_{benchmark}.log").exists()
+        for method in ("clora", "lora_sequential"):
+            for task in (1, 2):
+                run_dir = workdir / "runs" / "smoke" / benchmark / method / "seed_0" / f"task_{task:02d}"
+                assert {p.name for p in run_dir.iterdir()} == {"task.safetensors", "config.json", "log.json", "metrics.json"}
+                scores = json.loads((workdir / "results" / "smoke" / benchmark / method / "seed_0" / f"task_{task:02d}" / "scores.json").read_text())
+                assert sorted(scores["concepts"]) == [str(i) for i in range(1, task + 1)]
+    assert (workdir / "models" / "smoke" / "base" / "model_index.json").exists()
+    summary = json.loads((workdir / "reports" / "smoke" / "identity" / "summary.json").read_text())
+    assert set(summary) == set(BENCHMARKS) and set(summary["faces"]) == {"clora", "lora_sequential"}
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +51,9 @@ def via_dvc(tmp_path_factory):
 def test_snakemake_builds_the_task_folders_and_records_them_in_dvc(via_snakemake):
     check_task_folders(via_snakemake)
     lock = (via_snakemake / "dvc.lock").read_text()
-    assert "prepare_data" in lock and "data/smoke" in lock
+    for stage in ("prepare_data", "base_model", "evaluator", "train", "evaluate", "report"):
+        assert f"  {stage}:" in lock, stage
+    assert "data/smoke" in lock and "runs/smoke" in lock
 
 
 def test_after_snakemake_dvc_repro_is_a_noop(via_snakemake):
@@ -67,9 +78,11 @@ def test_after_dvc_snakemake_and_dvc_are_noops(via_dvc):
     assert "Running stage" not in result.stdout
 
 
-def test_both_orchestrators_produce_identical_bytes(via_snakemake, via_dvc):
-    a, b = tree_bytes(via_snakemake / "data"), tree_bytes(via_dvc / "data")
-    assert a.keys() == b.keys() and a == b
+@pytest.mark.parametrize("folder", ["data", "models", "runs", "results", "reports"])
+def test_both_orchestrators_produce_identical_bytes(via_snakemake, via_dvc, folder):
+    a, b = tree_bytes(via_snakemake / folder), tree_bytes(via_dvc / folder)
+    assert a and a.keys() == b.keys()
+    assert [k for k in a if a[k] != b[k]] == []
 
 
 def test_a_parameter_change_is_seen_by_both(tmp_path):

@@ -22,6 +22,8 @@ rule evaluate_task:
         seed=r"\d+",
         task=r"\d\d",
     threads: CFG["torch_threads"]
+    benchmark:
+        f"logs/{PROFILE}/benchmarks/evaluate/{{benchmark}}/{{method}}/seed_{{seed}}/task_{{task}}.tsv"
     log:
         f"logs/{PROFILE}/evaluate/{{benchmark}}/{{method}}/seed_{{seed}}/task_{{task}}.log",
     conda:

@@ -23,6 +23,8 @@ rule base_model:
         model=json.dumps(CFG["model"], sort_keys=True),
         config=CONFIG_ARGS,
     threads: CFG["model"]["pretrain"]["threads"]
+    benchmark:
+        f"logs/{PROFILE}/benchmarks/base_model.tsv"
     log:
         f"logs/{PROFILE}/base_model.log",
     conda:
@@ -43,6 +45,8 @@ rule identity_evaluator:
         config=CONFIG_ARGS,
     wildcard_constraints:
         benchmark="|".join(BENCHMARKS),
+    benchmark:
+        f"logs/{PROFILE}/benchmarks/evaluator/{{benchmark}}.tsv"
     log:
         f"logs/{PROFILE}/evaluator/{{benchmark}}.log",
     conda:

@@ -37,6 +37,8 @@ rule train_task:
         seed=r"\d+",
         task=r"\d\d",
     threads: CFG["torch_threads"]
+    benchmark:
+        f"logs/{PROFILE}/benchmarks/train/{{benchmark}}/{{method}}/seed_{{seed}}/task_{{task}}.tsv"
     log:
         f"logs/{PROFILE}/train/{{benchmark}}/{{method}}/seed_{{seed}}/task_{{task}}.log",
     conda:
