@@ -71,8 +71,10 @@ def test_jobs_match_dvc_deps_and_outs(workdir, profile):
         # Anything else a job reads lies inside a DVC dep of its stage (e.g. the committed base model).
         deps = stage.deps_for(profile)
         assert all(any(i == d or i.startswith(d + "/") for d in deps) for i in external[len(code):]), (rule, external)
+        # What other jobs produce comes from an upstream stage (a DVC dep) or from the same stage.
         produced_inputs = [i for i in inputs if i in produced]
-        assert all(any(i == d or i.startswith(d + "/") for d in deps) for i in produced_inputs), (rule, produced_inputs)
+        allowed = deps + outs
+        assert all(any(i == d or i.startswith(d + "/") for d in allowed) for i in produced_inputs), (rule, produced_inputs)
     if profile.startswith("paper"):
         assert "generic_pool" not in job_rules  # real datasets have no synthetic pool
 

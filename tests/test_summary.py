@@ -26,3 +26,24 @@ def test_chain_metrics_by_hand():
 
 def test_no_forgetting_on_a_single_task():
     assert chain_metrics(np.array([[0.7]]))["forgetting"] == 0.0
+
+
+def test_summarize_reads_scores_and_averages_over_seeds(tmp_path):
+    import json
+
+    from continual_diffusion.summary import summarize
+
+    for seed, diag in ((0, 1.0), (1, 0.5)):
+        for t in (1, 2):
+            folder = tmp_path / "results" / "faces" / "clora" / f"seed_{seed}" / f"task_{t:02d}"
+            folder.mkdir(parents=True)
+            concepts = {str(i): {"accuracy": diag if i == t else 0.0, "accuracy_closed": 1.0} for i in range(1, t + 1)}
+            (folder / "scores.json").write_text(json.dumps({"concepts": concepts}))
+    summary = summarize(tmp_path / "results", ["faces"], ["clora"], [0, 1], {"faces": 2}, tmp_path / "out")
+    open_set = summary["faces"]["clora"]["accuracy"]
+    assert open_set["plasticity"]["mean"] == pytest.approx(0.75)
+    assert open_set["plasticity"]["std"] == pytest.approx(np.std([1.0, 0.5], ddof=1))
+    assert open_set["forgetting"]["values"] == [1.0, 0.5]
+    assert summary["faces"]["clora"]["accuracy_closed"]["forgetting"]["mean"] == 0.0
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"summary.json", "summary.md", "concept_accuracy.png"}
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["faces"]["clora"]["accuracy"]["R_mean"][0][1] is None

@@ -183,6 +183,6 @@ def load_base(folder: Path):
 
         ref = json.loads(pointer.read_text())
         return load_stable_diffusion(ref["model"], revision=ref["revision"], cache_dir=ref["cache_dir"])
-    pipe = StableDiffusionPipeline.from_pretrained(folder, torch_dtype=torch.float32)
+    pipe = StableDiffusionPipeline.from_pretrained(folder, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -28,9 +28,18 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace) -> dict:
+    """params files -> profile overlay -> CDIFF_OVERRIDES (JSON object, set by the Snakefile) -> --set."""
+    import json
+
     from . import config
 
-    return config.load(args.params or [Path("params.yaml")], args.overrides)
+    inherited = []
+    if os.environ.get("CDIFF_OVERRIDES"):
+        try:
+            inherited = [f"{k}={json.dumps(v)}" for k, v in json.loads(os.environ["CDIFF_OVERRIDES"]).items()]
+        except (ValueError, AttributeError):
+            raise PipelineError("CDIFF_OVERRIDES: expected a JSON object of dotted keys") from None
+    return config.load(args.params or [Path("params.yaml")], inherited + list(args.overrides))
 
 
 def cmd_config(args: argparse.Namespace) -> None:

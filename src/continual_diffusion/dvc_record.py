@@ -57,6 +57,7 @@ def record(cfg: dict, snakemake_args: list[str] = ()) -> list[str]:
         return []
     result = _run([sys.executable, "-m", "dvc", "commit", "--force", "--quiet", *complete])
     if result.returncode != 0:
-        raise PipelineError(f"dvc commit {' '.join(complete)}: {(result.stderr or result.stdout).strip().splitlines()[-1:]}")
+        lines = [l for l in (result.stderr + "\n" + result.stdout).splitlines() if l.strip()]
+        raise PipelineError(f"dvc commit {' '.join(complete)}: {lines[-1] if lines else f'exit status {result.returncode}'}")
     log.info("recorded in dvc.lock: %s", ", ".join(complete))
     return complete

@@ -2,8 +2,11 @@
 
 Writes ``results/<profile>/<benchmark>/<method>/seed_<s>/task_XX/``:
   scores.json   R[t, i] for i <= t: identity accuracy_i = (1/N) sum_j [argmax_k p(k | x_ij) = i]
-                (N = evaluation.samples_per_concept), the mean probability of the right class,
-                and the evaluator's own held-out accuracy (the ceiling the numbers are read against)
+                over all classes including "other" (open set: a sample that looks like no task
+                concept counts as wrong), accuracy_closed_i = the same with the argmax over the task
+                concepts only (closed set: which of the concepts is it most like), other_rate_i,
+                the mean probability of the right class (N = evaluation.samples_per_concept), and
+                the evaluator's own held-out accuracy (the ceiling the numbers are read against)
   samples.png   every scored sample, one row per concept (row i = concept i)
 """
 
@@ -48,8 +51,11 @@ def evaluate_task(cfg: dict, benchmark: str, method_name: str, seed: int, task: 
     for i in concepts:
         probs = predict(net, samples[i])
         label = i - 1  # evaluator class k = concept of task k + 1
+        closed = probs[:, :-1].argmax(dim=1)  # among the task concepts only ("other" excluded)
         scores[str(i)] = {
             "accuracy": float((probs.argmax(dim=1) == label).float().mean()),
+            "accuracy_closed": float((closed == label).float().mean()),
+            "other_rate": float((probs.argmax(dim=1) == probs.shape[1] - 1).float().mean()),
             "p_true": float(probs[:, label].mean()),
             "predicted": [report["classes"][k] for k in probs.argmax(dim=1).tolist()],
         }
@@ -67,13 +73,13 @@ def evaluate_task(cfg: dict, benchmark: str, method_name: str, seed: int, task: 
     return result
 
 
-def accuracy_matrix(results: Path, tasks: int) -> np.ndarray:
-    """R[t-1, i-1] = accuracy on concept i after task t (NaN above the diagonal)."""
+def accuracy_matrix(results: Path, tasks: int, key: str = "accuracy") -> np.ndarray:
+    """R[t-1, i-1] = ``key`` (accuracy | accuracy_closed) of concept i after task t (NaN above the diagonal)."""
     import json
 
     r = np.full((tasks, tasks), np.nan)
     for t in range(1, tasks + 1):
         data = json.loads((Path(results) / f"task_{t:02d}" / "scores.json").read_text())
         for i, s in data["concepts"].items():
-            r[t - 1, int(i) - 1] = s["accuracy"]
+            r[t - 1, int(i) - 1] = s[key]
     return r

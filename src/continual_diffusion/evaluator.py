@@ -36,20 +36,25 @@ OTHER_OFFSET = 10_000  # image indices of "other" renders: disjoint from the con
 
 
 class IdentityNet(nn.Module):
-    """Five 3x3 conv blocks (GroupNorm, SiLU; four stride-2), global average pool, embedding, classes."""
+    """Area-resize to ``input_size``, five stride-2 3x3 conv blocks (GroupNorm, SiLU), global average
+    pool, embedding, classes. Judging identity at a reduced size keeps the decision on what a
+    sample shows (colours, shapes, layout) rather than on sharpness the generator cannot reach."""
 
-    def __init__(self, n_classes: int, width: int = 32, embedding: int = 64):
+    def __init__(self, n_classes: int, width: int = 32, embedding: int = 64, input_size: int | None = None):
         super().__init__()
+        self.input_size = input_size
         chans = [3, width, width, 2 * width, 4 * width, 4 * width]
         layers: list[nn.Module] = []
         for i in range(5):
-            layers += [nn.Conv2d(chans[i], chans[i + 1], 3, stride=1 if i == 0 else 2, padding=1),
+            layers += [nn.Conv2d(chans[i], chans[i + 1], 3, stride=2, padding=1),
                        nn.GroupNorm(8, chans[i + 1]), nn.SiLU()]
         self.features = nn.Sequential(*layers)
         self.embed = nn.Linear(chans[-1], embedding)
         self.head = nn.Linear(embedding, n_classes)
 
     def embedding(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_size is not None and x.shape[-1] != self.input_size:
+            x = torch.nn.functional.interpolate(x, size=(self.input_size, self.input_size), mode="area")
         return self.embed(self.features(x).mean(dim=(2, 3)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -147,7 +152,7 @@ def train_evaluator(cfg: dict, bench: dict, tasks_json: Path, out: Path) -> dict
     x_train, y_train = heldout_renders(bench, concept_ids, n_train, 0, ev["other_train_images"])
     x_val, y_val = heldout_renders(bench, concept_ids, n_val, n_train, ev["other_val_images"])
     torch.manual_seed(ev["seed"])
-    net = IdentityNet(len(concept_ids) + 1, width=ev["width"])
+    net = IdentityNet(len(concept_ids) + 1, width=ev["width"], input_size=ev["input_size"])
     g = torch.Generator().manual_seed(ev["seed"])
     optimizer = torch.optim.AdamW(net.parameters(), lr=ev["lr"], weight_decay=1e-4)
     steps = ev["steps"]
@@ -163,7 +168,7 @@ def train_evaluator(cfg: dict, bench: dict, tasks_json: Path, out: Path) -> dict
         optimizer.step()
         schedule.step()
         bar.update(1)
-        bar.set_postfix(loss=f"{float(loss):.3f}")
+        bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
     bar.close()
     predicted = predict(net, x_val).argmax(dim=1).numpy()
     per_class = {name: float((predicted[y_val == k] == k).mean())
@@ -187,7 +192,7 @@ def load_evaluator(folder: Path) -> tuple[IdentityNet, dict]:
     if not (folder / MANIFEST).exists():
         raise PipelineError(f"{folder / MANIFEST}: evaluator not built (run the evaluator stage)")
     report = json.loads((folder / MANIFEST).read_text())
-    net = IdentityNet(len(report["classes"]), width=report["params"]["width"])
+    net = IdentityNet(len(report["classes"]), width=report["params"]["width"], input_size=report["params"].get("input_size"))
     net.load_state_dict(load_file(str(folder / WEIGHTS)))
     net.eval()
     return net, report

@@ -6,6 +6,8 @@ import shlex
 import sys
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from continual_diffusion import config as cd_config
@@ -14,7 +16,14 @@ from continual_diffusion.errors import PipelineError
 
 # Params files as Snakemake saw them (params.yaml, plus any --configfile), and --config overrides.
 PARAMS_FILES = [str(p) for p in (workflow.overwrite_configfiles or workflow.configfiles)]
-OVERRIDES = cd_config.flatten(workflow.config_settings.overwrite_config or {})
+def _typed(value):
+    """Snakemake parses `--config key=[0,1]` into a list of strings: read list items as YAML."""
+    if isinstance(value, list):
+        return [yaml.safe_load(v) if isinstance(v, str) else v for v in value]
+    return value
+
+
+OVERRIDES = {k: _typed(v) for k, v in cd_config.flatten(workflow.config_settings.overwrite_config or {}).items()}
 try:
     CFG = cd_config.load(PARAMS_FILES, OVERRIDES)
 except PipelineError as exc:
@@ -22,21 +31,24 @@ except PipelineError as exc:
 PROFILE = CFG["profile"]
 BENCHMARKS = CFG["benchmarks"]
 
+# --config overrides for the jobs, shell-quoted (braces doubled: Snakemake formats the prefix).
+_OVERRIDES_ENV = shlex.quote(json.dumps(OVERRIDES, sort_keys=True)).replace("{", "{{").replace("}", "}}")
+
 # Every job: offline hubs, no DVC analytics, the thread count from params, no bytecode in src/.
 shell.prefix(
     "set -euo pipefail; export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 "
     "DVC_NO_ANALYTICS=1 PYTHONDONTWRITEBYTECODE=1 "
     f"PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'src'))} "
     f"PATH={shlex.quote(os.path.dirname(sys.executable))}:$PATH "
-    f"OMP_NUM_THREADS={CFG['torch_threads']} MKL_NUM_THREADS={CFG['torch_threads']}; "
+    f"OMP_NUM_THREADS={CFG['torch_threads']} MKL_NUM_THREADS={CFG['torch_threads']} "
+    f"CDIFF_OVERRIDES={_OVERRIDES_ENV}; "
 )
 
 # Jobs run `python -m continual_diffusion` with the interpreter that runs Snakemake (its folder goes
-# first on PATH) and this workflow's own src/ (PYTHONPATH above), with the same configuration.
-CONFIG_ARGS = " ".join(
-    [f"--params {shlex.quote(p)}" for p in PARAMS_FILES]
-    + [f"--set {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in sorted(OVERRIDES.items())]
-)
+# first on PATH) and this workflow's own src/ (PYTHONPATH above), with the same configuration: the
+# params files as arguments, the --config overrides through CDIFF_OVERRIDES (shell prefix above), so
+# that an override reruns only the jobs whose own params (bench, model, chain, ...) it changes.
+CONFIG_ARGS = " ".join(f"--params {shlex.quote(p)}" for p in PARAMS_FILES)
 ENV = "../envs/cdiff.yaml"
 
 
@@ -68,3 +80,47 @@ def record_in_dvc():
     if not (Path(workflow.basedir) / ".dvc").is_dir():
         return
     shell(f"python -m continual_diffusion dvc-record {CONFIG_ARGS}")
+
+
+# ----- base model (stage base_model)
+def base_inputs(wildcards):
+    """What the base model is built from: the generic pools, the committed copy, or nothing (SD)."""
+    kind = CFG["model"]["base"]
+    if kind == "pretrain":
+        return expand(f"data/{PROFILE}/pool/{{benchmark}}", benchmark=[b for b in BENCHMARKS if is_synthetic(b)])
+    if kind == "embedded":
+        root = Path(CFG["model"]["embedded"])
+        return sorted(str(p) for p in root.rglob("*") if p.is_file())
+    return []
+
+
+# ----- task chains (stages train, evaluate, report)
+RUNS = f"runs/{PROFILE}/{{benchmark}}/{{method}}/seed_{{seed}}"
+RESULTS = f"results/{PROFILE}/{{benchmark}}/{{method}}/seed_{{seed}}"
+
+
+def task_folder(root, task):
+    return f"{root}/task_{int(task):02d}"
+
+
+def earlier_tasks(wildcards):
+    """Task t of a chain starts from tasks 1..t-1 of the same chain."""
+    root = RUNS.format(**wildcards)
+    return [task_folder(root, t) for t in range(1, int(wildcards.task))]
+
+
+def chain_params(wildcards):
+    """What a task's result depends on besides its inputs (a Snakemake params rerun trigger)."""
+    return json.dumps({"train": CFG["train"], "method": CFG["methods"].get(wildcards.method),
+                       "threads": CFG["torch_threads"]}, sort_keys=True)
+
+
+def all_tasks(root_pattern):
+    """One folder per benchmark, method, seed and task under ``root_pattern`` (RUNS or RESULTS)."""
+    return [
+        task_folder(root_pattern.format(benchmark=b, method=m, seed=s), t)
+        for b in BENCHMARKS
+        for m in CFG["train"]["methods"]
+        for s in CFG["seeds"]
+        for t in range(1, CFG["data"][b]["n_tasks"] + 1)
+    ]

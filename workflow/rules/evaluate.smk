@@ -1,8 +1,5 @@
 # Stage evaluate: after every task of every chain, sample each concept learned so far and score it.
 
-RESULTS = f"results/{PROFILE}/{{benchmark}}/{{method}}/seed_{{seed}}"
-
-
 rule evaluate_task:
     input:
         code=code("evaluate"),

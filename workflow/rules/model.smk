@@ -2,17 +2,6 @@
 # identity evaluator per synthetic benchmark.
 
 
-def base_inputs(wildcards):
-    """What the base model is built from: the generic pools, the committed copy, or nothing (SD)."""
-    kind = CFG["model"]["base"]
-    if kind == "pretrain":
-        return expand(f"data/{PROFILE}/pool/{{benchmark}}", benchmark=[b for b in BENCHMARKS if is_synthetic(b)])
-    if kind == "embedded":
-        root = Path(CFG["model"]["embedded"])
-        return sorted(str(p) for p in root.rglob("*") if p.is_file())
-    return []
-
-
 rule base_model:
     input:
         code=code("base_model"),

@@ -10,12 +10,13 @@ rule continual_summary:
     params:
         summary=json.dumps({"seeds": CFG["seeds"], "methods": CFG["train"]["methods"]}, sort_keys=True),
         config=CONFIG_ARGS,
+        results=lambda w, input: str(Path(input.results[0]).parents[3]),  # results/<profile>
     log:
         f"logs/{PROFILE}/report/continual_summary.log",
     conda:
         ENV
     shell:
-        "python -m continual_diffusion summary --results results/{PROFILE} --out {output} {params.config} --log {log}"
+        "python -m continual_diffusion summary --results {params.results} --out {output} {params.config} --log {log}"
 
 
 rule report:

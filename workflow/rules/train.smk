@@ -1,21 +1,5 @@
-# Stage train: one job per (benchmark, method, seed, task); task t reads tasks 1..t-1 of its chain.
-
-RUNS = f"runs/{PROFILE}/{{benchmark}}/{{method}}/seed_{{seed}}"
-
-
-def task_folder(root, task):
-    return f"{root}/task_{int(task):02d}"
-
-
-def earlier_tasks(wildcards):
-    root = RUNS.format(**wildcards)
-    return [task_folder(root, t) for t in range(1, int(wildcards.task))]
-
-
-def chain_params(wildcards):
-    """What a task's result depends on besides its inputs (a Snakemake params rerun trigger)."""
-    return json.dumps({"train": CFG["train"], "method": CFG["methods"].get(wildcards.method),
-                       "threads": CFG["torch_threads"]}, sort_keys=True)
+# Stage train: one job per (benchmark, method, seed, task); task t reads tasks 1..t-1 of its chain
+# (RUNS, earlier_tasks, chain_params, all_tasks: common.smk).
 
 
 rule train_task:
@@ -47,16 +31,6 @@ rule train_task:
         "python -m continual_diffusion train-task --benchmark {wildcards.benchmark} --method {wildcards.method} "
         "--seed {wildcards.seed} --task {wildcards.task} --base {input.base} --runs {params.runs} "
         "--checkpoints {params.checkpoints} {params.config} --log {log}"
-
-
-def all_tasks(root_pattern):
-    return [
-        task_folder(root_pattern.format(benchmark=b, method=m, seed=s), t)
-        for b in BENCHMARKS
-        for m in CFG["train"]["methods"]
-        for s in CFG["seeds"]
-        for t in range(1, CFG["data"][b]["n_tasks"] + 1)
-    ]
 
 
 rule train:
