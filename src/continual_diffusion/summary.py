@@ -11,7 +11,6 @@ open-set accuracy (``accuracy``) and the closed-set one (``accuracy_closed``; se
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -123,7 +122,3 @@ def plot_curves(summary: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100, metadata={"Software": None})
     plt.close(fig)
-
-
-def load(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
