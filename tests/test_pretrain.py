@@ -37,3 +37,29 @@ def test_denoiser_phase_learns(tmp_path):
     assert len(log) == 40
     assert sum(e["loss"] for e in log[-10:]) < sum(e["loss"] for e in log[:10])
     assert not any(p.requires_grad for p in model.unet.parameters())
+
+
+def test_min_snr_weights_match_hand_computed_values():
+    from continual_diffusion.pretrain import min_snr_weights
+
+    alphas_cumprod = torch.tensor([0.99, 0.5, 0.2])  # SNR = 99, 1, 0.25
+    w = min_snr_weights(alphas_cumprod, torch.tensor([0, 1, 2]), gamma=5.0)
+    # min(SNR, 5) / SNR: 5/99 for the nearly clean step, 1 where SNR <= gamma
+    assert torch.allclose(w, torch.tensor([5.0 / 99.0, 1.0, 1.0]))
+
+
+def test_min_snr_weighting_changes_training_but_not_the_logged_mse_definition(tmp_path):
+    runs = {}
+    # gamma far below the SNR of every sampled timestep: each sample gets its own weight gamma / SNR(t)
+    # (with gamma 5 most random batches contain no step with SNR > 5 and nothing would change)
+    for gamma in (None, 0.01):
+        model = tiny_model(tmp_path / str(gamma))
+        latents = encode_pool(model.vae, pool())
+        log = train_denoiser(model.unet, model.text_encoder, model.tokenizer, model.scheduler, latents,
+                             ["a photo of a person"] * 12, PhaseConfig(steps=3, batch_size=4, lr=2e-3, seed=0),
+                             caption_dropout=0.0, snr_gamma=gamma)
+        runs[gamma] = (log, {k: v.clone() for k, v in model.unet.state_dict().items()})
+    # same batches, same first prediction: the first logged (unweighted) MSE agrees ...
+    assert runs[None][0][0]["loss"] == runs[0.01][0][0]["loss"]
+    # ... but the weighted loss moves the weights differently
+    assert any(not torch.equal(runs[None][1][k], runs[0.01][1][k]) for k in runs[None][1])

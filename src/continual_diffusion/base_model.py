@@ -111,7 +111,7 @@ def pretrain_base(cfg: dict, data_root: Path, out: Path) -> dict:
             parts["unet"], parts["text_encoder"], tokenizer, parts["scheduler"], latents, captions,
             PhaseConfig(unet["steps"], unet["batch_size"], unet["lr"], pre["seed"] + 1),
             caption_dropout=unet["caption_dropout"], offset_noise=unet["offset_noise"],
-            warmup_steps=unet["warmup_steps"],
+            warmup_steps=unet["warmup_steps"], snr_gamma=unet.get("snr_gamma"),
         )
         report["unet_seconds"] = round(time.perf_counter() - start, 1)
         report["vae_mse_last50"] = sum(e["mse"] for e in vae_log[-50:]) / max(len(vae_log[-50:]), 1)

@@ -9,6 +9,10 @@ Phase 2, the text encoder and U-Net together, on cached latents z0 of the pool i
     eps = n + offset_noise * m with n ~ N(0, I) per element and m ~ N(0, I) per (image, channel)
     ("offset noise": SD's schedule leaves signal at t = T, and without it samples drift to the
     pool's mean colour). Learning rate: linear warm-up over ``warmup_steps``, then cosine to 0.
+    With ``snr_gamma`` set, each sample's squared error is weighted by the Min-SNR rule
+    (Hang et al. 2023, as diffusers' ``--snr_gamma``) for epsilon prediction:
+        w(t) = min(SNR(t), gamma) / SNR(t),   SNR(t) = alpha_bar_t / (1 - alpha_bar_t)
+    which stops the many nearly-noise-free timesteps from dominating and speeds up convergence.
 Both phases draw every random number from seeded CPU generators: reruns are bit-identical on CPU.
 """
 
@@ -85,9 +89,16 @@ def encode_pool(vae, images_uint8: torch.Tensor) -> torch.Tensor:
     return posterior_means(vae, images_uint8) * vae.config.scaling_factor
 
 
+def min_snr_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor, gamma: float) -> torch.Tensor:
+    """w(t) = min(SNR(t), gamma) / SNR(t) with SNR(t) = alpha_bar_t / (1 - alpha_bar_t) (epsilon prediction)."""
+    alpha_bar = alphas_cumprod[t]
+    snr = alpha_bar / (1.0 - alpha_bar)
+    return torch.clamp(snr, max=gamma) / snr
+
+
 def train_denoiser(unet, text_encoder, tokenizer, scheduler, latents: torch.Tensor, captions: list[str],
                    cfg: PhaseConfig, caption_dropout: float, offset_noise: float = 0.0,
-                   warmup_steps: int = 0) -> list[dict]:
+                   warmup_steps: int = 0, snr_gamma: float | None = None) -> list[dict]:
     g = torch.Generator().manual_seed(cfg.seed)
     ids = tokenizer(captions + [""], padding="max_length", max_length=tokenizer.model_max_length,
                     truncation=True, return_tensors="pt").input_ids
@@ -111,12 +122,17 @@ def train_denoiser(unet, text_encoder, tokenizer, scheduler, latents: torch.Tens
             noise = noise + offset_noise * torch.randn(z0.shape[0], z0.shape[1], 1, 1, generator=g)
         t = torch.randint(0, steps_total, (cfg.batch_size,), generator=g)
         prediction = unet(scheduler.add_noise(z0, noise, t), t, text_encoder(batch_ids)[0]).sample
-        loss = torch.nn.functional.mse_loss(prediction, noise)
+        mse = torch.nn.functional.mse_loss(prediction, noise)
+        if snr_gamma:
+            per_sample = (prediction - noise).pow(2).mean(dim=(1, 2, 3))
+            loss = (per_sample * min_snr_weights(scheduler.alphas_cumprod, t, snr_gamma)).mean()
+        else:
+            loss = mse
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         schedule.step()
-        log.append({"step": step + 1, "loss": float(loss.detach())})
+        log.append({"step": step + 1, "loss": float(mse.detach())})
         bar.update(1)
         bar.set_postfix(loss=f"{log[-1]['loss']:.4f}")
     bar.close()
