@@ -106,3 +106,33 @@ def test_a_killed_task_job_resumes_to_identical_bytes(chain, tmp_path, monkeypat
     run_task(cfg, "faces", "clora", 0, 1, tmp_path / "data", base, tmp_path / "runs", tmp_path / "ckpt")
     for name in ("task.safetensors", "log.json", "metrics.json"):
         assert (tmp_path / "runs" / "task_01" / name).read_bytes() == (root / "runs" / "task_01" / name).read_bytes(), name
+
+
+def test_a_checkpoint_of_other_settings_is_discarded_not_resumed(chain, tmp_path, monkeypatch):
+    import copy
+
+    import continual_diffusion.chain as chain_module
+
+    cfg, root, base = chain
+    write_task(tmp_path / "data" / "tasks" / "faces" / "task_01", seed=1)
+    real = chain_module.train_task
+
+    def killed_at_step_3(*args, **kwargs):
+        def on_step(step):
+            if step == 3:
+                raise KeyboardInterrupt
+
+        return real(*args, **kwargs, on_step=on_step)
+
+    edited = copy.deepcopy(cfg)
+    edited["methods"]["clora"]["lr"] = cfg["methods"]["clora"]["lr"] * 10  # params edited after the kill
+    monkeypatch.setattr(chain_module, "train_task", killed_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        run_task(cfg, "faces", "clora", 0, 1, tmp_path / "data", base, tmp_path / "runs", tmp_path / "ckpt")
+    monkeypatch.setattr(chain_module, "train_task", real)
+    run_task(edited, "faces", "clora", 0, 1, tmp_path / "data", base, tmp_path / "runs", tmp_path / "ckpt")
+    run_task(edited, "faces", "clora", 0, 1, tmp_path / "data", base, tmp_path / "fresh", tmp_path / "ckpt2")
+    for name in ("task.safetensors", "log.json"):
+        assert (tmp_path / "runs" / "task_01" / name).read_bytes() == (tmp_path / "fresh" / "task_01" / name).read_bytes(), name
+    job = json.loads((tmp_path / "runs" / "task_01" / "config.json").read_text())
+    assert job["method_params"]["lr"] == edited["methods"]["clora"]["lr"]

@@ -96,3 +96,16 @@ def test_flatten_nest_roundtrip():
 def test_schema_file_is_the_workflow_one():
     assert config.SCHEMA_PATH == REPO / "workflow" / "schemas" / "params.schema.yaml"
     assert yaml.safe_load(config.SCHEMA_PATH.read_text())["additionalProperties"] is False
+
+
+def test_chain_settings_hold_only_what_a_chain_depends_on():
+    cfg = config.load([REPO / "params.yaml"])
+    faces = config.chain_settings(cfg, "faces", "clora")
+    unrelated = config.load([REPO / "params.yaml"], ["train.steps.landmarks=7", "train.checkpoint_every=3",
+                                                     "train.methods=[clora]", "methods.lora_sequential.lr=0.5"])
+    assert config.chain_settings(unrelated, "faces", "clora") == faces
+    for override in ("train.steps.faces=7", "methods.clora.lr=0.5", "train.batch_size=3", "torch_threads=2"):
+        changed = config.load([REPO / "params.yaml"], [override])
+        assert config.chain_settings(changed, "faces", "clora") != faces, override
+    with pytest.raises(PipelineError, match="methods.nope"):
+        config.chain_settings(cfg, "faces", "nope")

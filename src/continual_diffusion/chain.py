@@ -12,6 +12,7 @@ so each task is one job and a rerun of task t never retrains earlier tasks.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -22,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .base_model import load_base
+from .config import chain_settings
 from .errors import PipelineError
 from .io_utils import atomic_directory, json_text
 from .methods import make_method
@@ -84,9 +86,8 @@ def run_task(cfg: dict, benchmark: str, method_name: str, seed: int, task: int, 
              runs: Path, checkpoints: Path) -> dict:
     """Train task ``task`` of one chain and write its folder under ``runs`` (atomically)."""
     torch.set_num_threads(cfg["torch_threads"])
-    train = cfg["train"]
-    if method_name not in cfg["methods"]:
-        raise PipelineError(f"methods.{method_name}: no parameters for this method")
+    settings = chain_settings(cfg, benchmark, method_name)
+    train = settings["train"]
     started = time.perf_counter()
     model = build_model(base)
     method = make_method(method_name, cfg["methods"][method_name])
@@ -97,20 +98,23 @@ def run_task(cfg: dict, benchmark: str, method_name: str, seed: int, task: int, 
                                  init_norm=train["token_init_norm"])
     images = load_task_images(data_root / "tasks" / benchmark / f"task_{task:02d}")
     latents = encode_latents(model.vae, images)
-    tc = TrainConfig(steps=int(train["steps"][benchmark]), batch_size=int(train["batch_size"]),
-                     token_lr=float(train["token_lr"]), seed=seed, checkpoint_every=int(train["checkpoint_every"]))
+    tc = TrainConfig(steps=int(train["steps"]), batch_size=int(train["batch_size"]),
+                     token_lr=float(train["token_lr"]), seed=seed, checkpoint_every=int(cfg["train"]["checkpoint_every"]))
+    base_manifest = (Path(base) / "base.json").read_text()
+    job_config = {"benchmark": benchmark, "method": method_name, "method_params": settings["method"],
+                  "seed": seed, "task": task, "prompt": prompt_for(token), "train": train,
+                  "torch_threads": settings["torch_threads"], "profile": cfg["profile"],
+                  "base": json.loads(base_manifest).get("source")}
+    fingerprint = {**job_config, "base_manifest_sha256": hashlib.sha256(base_manifest.encode()).hexdigest()}
     workdir = checkpoints / f"task_{task:02d}"
-    step_log = train_task(model, method, task, token_id, prompt_for(token), latents, tc, workdir)
+    step_log = train_task(model, method, task, token_id, prompt_for(token), latents, tc, workdir,
+                          fingerprint=fingerprint)
     state = method.end_task(task)
     tensors = {f"method.{k}": v.contiguous() for k, v in state.items()}
     tensors["token.row"] = model.text_encoder.get_input_embeddings().weight.detach()[token_id].clone()
     metrics = {"task": task, "steps": tc.steps, "images": int(images.shape[0]),
                "final_loss_mean_last50": sum(e["diffusion"] for e in step_log[-50:]) / max(len(step_log[-50:]), 1)}
     metrics.update(method.task_metrics())
-    job_config = {"benchmark": benchmark, "method": method_name, "method_params": cfg["methods"][method_name],
-                  "seed": seed, "task": task, "prompt": prompt_for(token), "train": train,
-                  "torch_threads": cfg["torch_threads"], "profile": cfg["profile"],
-                  "base": json.loads((Path(base) / "base.json").read_text()).get("source")}
     out = task_dir(runs, task)
     with atomic_directory(out) as tmp:
         save_file(tensors, str(tmp / TASK_FILE))

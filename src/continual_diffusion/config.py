@@ -140,3 +140,22 @@ def benchmark_config(cfg: Mapping, benchmark: str) -> dict:
         raise PipelineError(f"benchmark {benchmark!r} is not in benchmarks ({', '.join(cfg['benchmarks'])}) of profile {cfg['profile']}")
     data = dict(cfg["data"][benchmark])
     return {"data": data, "source": dict(cfg["sources"][data["source"]]), "seed": cfg["data"]["seed"]}
+
+
+def chain_settings(cfg: Mapping, benchmark: str, method: str) -> dict:
+    """What one task of a (benchmark, method) chain depends on besides its input files.
+
+    The training loop's settings with this benchmark's step count, the method's own parameters and
+    the thread count. Not the other benchmarks' steps, the method list or ``checkpoint_every`` (a
+    resumed task is bit-identical to an uninterrupted one): changing those reruns no chain. Snakemake
+    uses it as the train rule's params trigger, a task's checkpoint as its fingerprint.
+    """
+    train = cfg["train"]
+    if method not in cfg["methods"]:
+        raise PipelineError(f"methods.{method}: no parameters for this method")
+    return {
+        "train": {"steps": train["steps"][benchmark], "batch_size": train["batch_size"],
+                  "token_lr": train["token_lr"], "token_init_norm": train["token_init_norm"]},
+        "method": dict(cfg["methods"][method]),
+        "torch_threads": cfg["torch_threads"],
+    }

@@ -15,6 +15,8 @@ uninterrupted run.
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -26,6 +28,8 @@ from .errors import PipelineError
 from .io_utils import atomic_directory, json_text
 from .models.tokens import TokenRowTrainer
 from .progress import progress_bar
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint"
 
@@ -74,7 +78,8 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.T
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def save_checkpoint(folder: Path, step: int, method, token: TokenRowTrainer, optimizer, generator, log) -> None:
+def save_checkpoint(folder: Path, step: int, method, token: TokenRowTrainer, optimizer, generator, log,
+                    fingerprint: dict | None = None) -> None:
     tensors = {f"method.{k}": v for k, v in method.trainable_state().items()}
     tensors["token.row"] = token.row()
     tensors["generator.state"] = generator.get_state()
@@ -82,7 +87,13 @@ def save_checkpoint(folder: Path, step: int, method, token: TokenRowTrainer, opt
     tensors.update(opt_tensors)
     with atomic_directory(folder) as tmp:
         save_file(tensors, str(tmp / "state.safetensors"))
-        (tmp / "progress.json").write_text(json_text({"step": step, "optimizer": opt_meta, "log": log}))
+        (tmp / "progress.json").write_text(json_text({"step": step, "fingerprint": fingerprint, "optimizer": opt_meta, "log": log}))
+
+
+def checkpoint_matches(folder: Path, fingerprint: dict | None) -> bool:
+    """Whether the checkpoint in ``folder`` was written by a job with these settings."""
+    meta = json.loads((folder / "progress.json").read_text())
+    return meta.get("fingerprint") == json.loads(json_text(fingerprint))
 
 
 def load_checkpoint(folder: Path, method, token: TokenRowTrainer, optimizer, generator) -> tuple[int, list]:
@@ -98,9 +109,14 @@ def load_checkpoint(folder: Path, method, token: TokenRowTrainer, optimizer, gen
 
 def train_task(
     model: Model, method, task: int, token_id: int, prompt: str, latents: torch.Tensor, cfg: TrainConfig,
-    workdir: Path, on_step: Callable[[int], None] | None = None,
+    workdir: Path, on_step: Callable[[int], None] | None = None, fingerprint: dict | None = None,
 ) -> list[dict]:
-    """Train ``task``; returns the per-step log. ``workdir`` holds the resumable checkpoint."""
+    """Train ``task``; returns the per-step log.
+
+    ``workdir`` holds the resumable checkpoint. It is resumed only when it was written with the same
+    ``fingerprint`` (the job's settings); a checkpoint of other settings (params edited after a killed
+    run) is discarded with a warning, never mixed into this run.
+    """
     generator = task_generator(cfg.seed, task)
     method.begin_task(task, generator)
     model.text_encoder.requires_grad_(False)
@@ -118,6 +134,9 @@ def train_task(
         )
     checkpoint = workdir / CHECKPOINT
     start, log = 0, []
+    if (checkpoint / "progress.json").exists() and not checkpoint_matches(checkpoint, fingerprint):
+        logger.warning("%s: checkpoint written with other settings; starting the task from step 0", checkpoint)
+        shutil.rmtree(checkpoint)
     if (checkpoint / "progress.json").exists():
         start, log = load_checkpoint(checkpoint, method, token, optimizer, generator)
     bar = progress_bar(total=cfg.steps, initial=start, desc=f"train {method.name} task {task}", unit="step")
@@ -144,7 +163,7 @@ def train_task(
         bar.update(1)
         bar.set_postfix(loss=f"{entry['loss']:.4f}")
         if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
-            save_checkpoint(checkpoint, step + 1, method, token, optimizer, generator, log)
+            save_checkpoint(checkpoint, step + 1, method, token, optimizer, generator, log, fingerprint)
         if on_step is not None:
             on_step(step + 1)
     bar.close()

@@ -111,8 +111,7 @@ def earlier_tasks(wildcards):
 
 def chain_params(wildcards):
     """What a task's result depends on besides its inputs (a Snakemake params rerun trigger)."""
-    return json.dumps({"train": CFG["train"], "method": CFG["methods"].get(wildcards.method),
-                       "threads": CFG["torch_threads"]}, sort_keys=True)
+    return json.dumps(cd_config.chain_settings(CFG, wildcards.benchmark, wildcards.method), sort_keys=True)
 
 
 def all_tasks(root_pattern):
