@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from continual_diffusion import config  # noqa: E402
 from continual_diffusion.chain import run_task  # noqa: E402
-from continual_diffusion.evaluate import accuracy_matrix, evaluate_task  # noqa: E402
+from continual_diffusion.evaluate import evaluate_task  # noqa: E402
+from continual_diffusion.matrices import metric_matrix  # noqa: E402
 
 
 def main() -> None:
@@ -57,8 +58,8 @@ def main() -> None:
                 for task in range(1, args.tasks + 1):
                     if not (root / "results" / f"task_{task:02d}").exists():
                         evaluate_task(cfg, args.benchmark, method, seed, task, base, root / "runs", evaluator,
-                                      root / "results" / f"task_{task:02d}")
-                r = accuracy_matrix(root / "results", args.tasks)
+                                      root / "results" / f"task_{task:02d}", data)
+                r = metric_matrix(root / "results", args.tasks)
                 row = {"variant": name, "overrides": overrides, "method": method, "seed": seed,
                        "diag": np.diag(r).round(3).tolist(), "concept1_curve": r[:, 0].round(3).tolist(),
                        "final_row": r[-1].round(3).tolist(), "train_s": round(train_s, 1)}

@@ -27,11 +27,19 @@ def check_task_folders(workdir):
                 run_dir = workdir / "runs" / "smoke" / benchmark / method / "seed_0" / f"task_{task:02d}"
                 files = {p.name for p in run_dir.iterdir() if not p.name.startswith(".snakemake")}
                 assert files == {"task.safetensors", "config.json", "log.json", "metrics.json"}
-                scores = json.loads((workdir / "results" / "smoke" / benchmark / method / "seed_0" / f"task_{task:02d}" / "scores.json").read_text())
+                result = workdir / "results" / "smoke" / benchmark / method / "seed_0" / f"task_{task:02d}"
+                scores = json.loads((result / "scores.json").read_text())
                 assert sorted(scores["concepts"]) == [str(i) for i in range(1, task + 1)]
+                assert {"accuracy", "image_similarity", "mmd"} <= set(scores["concepts"]["1"])
+                assert (result / "samples.safetensors").exists() == (task == 2)  # kept after the last task
+            matrices = workdir / "reports" / "smoke" / "matrices" / benchmark / method / "seed_0"
+            assert {"accuracy.csv", "image_similarity.csv", "mmd.json"} <= {p.name for p in matrices.iterdir()}
+        for ext in ("png", "pdf"):
+            assert (workdir / "reports" / "smoke" / "grids" / f"grid_{benchmark}_seed_0.{ext}").exists()
     assert (workdir / "models" / "smoke" / "base" / "model_index.json").exists()
-    summary = json.loads((workdir / "reports" / "smoke" / "identity" / "summary.json").read_text())
+    summary = json.loads((workdir / "reports" / "smoke" / "summary" / "summary.json").read_text())
     assert set(summary) == set(BENCHMARKS) and set(summary["faces"]) == {"clora", "lora_sequential"}
+    assert {"accuracy", "image_similarity", "mmd"} <= set(summary["faces"]["clora"])
 
 
 @pytest.fixture(scope="module")

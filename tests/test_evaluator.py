@@ -56,7 +56,19 @@ def test_evaluator_trains_records_heldout_accuracy_and_reloads(smoke_tasks):
     assert to_input(np.full((1, 2, 2, 3), 255, dtype=np.uint8)).max() == 1.0
 
 
-def test_real_data_has_no_miniature_evaluator(smoke_tasks, tmp_path):
-    cfg = config.load(overrides=["profile=paper_faces"])
-    with pytest.raises(PipelineError, match="celeba_hq has no miniature identity evaluator"):
-        train_evaluator(cfg, benchmark_config(cfg, "faces"), tmp_path / "tasks.json", tmp_path / "out")
+def test_real_data_checks_the_pretrained_extractors_and_fails_fast(tmp_path):
+    import time
+
+    from continual_diffusion.metrics.suite import pretrained_evaluator
+
+    cfg = config.load(overrides=["profile=paper_faces", f"evaluation.clip.cache_dir={tmp_path / 'empty_cache'}"])
+    started = time.perf_counter()
+    with pytest.raises(PipelineError, match="openai/clip-vit-large-patch14"):
+        pretrained_evaluator(cfg, "faces", tmp_path / "out")
+    cfg = config.load(overrides=["profile=paper_faces", "evaluation.metrics=[face_identity]"])
+    with pytest.raises(PipelineError, match="evaluation.facenet.weights"):
+        pretrained_evaluator(cfg, "faces", tmp_path / "out")
+    assert time.perf_counter() - started < 20 and not (tmp_path / "out").exists()
+    cfg = config.load(overrides=["profile=paper_faces", "evaluation.metrics=[identity]"])
+    with pytest.raises(PipelineError, match="no miniature identity evaluator"):
+        pretrained_evaluator(cfg, "faces", tmp_path / "out")

@@ -97,9 +97,14 @@ def cmd_pretrain_base(args: argparse.Namespace) -> None:
 def cmd_evaluator(args: argparse.Namespace) -> None:
     from .config import benchmark_config
     from .evaluator import train_evaluator
+    from .metrics.suite import pretrained_evaluator
 
     cfg = _config(args)
-    train_evaluator(cfg, benchmark_config(cfg, args.benchmark), args.tasks / "tasks.json", args.out)
+    bench = benchmark_config(cfg, args.benchmark)
+    if bench["data"]["source"].startswith("synthetic_"):
+        train_evaluator(cfg, bench, args.tasks / "tasks.json", args.out)
+    else:
+        pretrained_evaluator(cfg, args.benchmark, args.out)
 
 
 def _chain_args(p: argparse.ArgumentParser) -> None:
@@ -134,7 +139,7 @@ def cmd_evaluate_task(args: argparse.Namespace) -> None:
     cfg = _config(args)
     _check_chain(cfg, args)
     evaluate_task(cfg, args.benchmark, args.method, args.seed, args.task, args.base, args.runs, args.evaluator,
-                  args.out)
+                  args.out, Path("data") / cfg["profile"])
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
@@ -143,6 +148,34 @@ def cmd_summary(args: argparse.Namespace) -> None:
     cfg = _config(args)
     summarize(args.results, cfg["benchmarks"], cfg["train"]["methods"], cfg["seeds"],
               {b: cfg["data"][b]["n_tasks"] for b in cfg["benchmarks"]}, args.out)
+
+
+def cmd_matrices(args: argparse.Namespace) -> None:
+    from .matrices import write_matrices
+
+    cfg = _config(args)
+    write_matrices(args.results, cfg["benchmarks"], cfg["train"]["methods"], cfg["seeds"],
+                   {b: cfg["data"][b]["n_tasks"] for b in cfg["benchmarks"]}, args.out)
+
+
+def cmd_param_cost(args: argparse.Namespace) -> None:
+    from .io_utils import atomic_directory, json_text
+    from .metrics.param_cost import markdown, profile_costs
+
+    cfg = _config(args)
+    costs = profile_costs(cfg, args.base)
+    with atomic_directory(args.out) as tmp:
+        (tmp / "parameter_cost.json").write_text(json_text(costs))
+        (tmp / "parameter_cost.md").write_text(markdown(costs, cfg["profile"]))
+
+
+def cmd_grids(args: argparse.Namespace) -> None:
+    from .grids import write_grids
+
+    cfg = _config(args)
+    write_grids(args.results, Path("data") / cfg["profile"], cfg["benchmarks"], cfg["train"]["methods"], cfg["seeds"],
+                {b: cfg["data"][b]["n_tasks"] for b in cfg["benchmarks"]}, cfg["report"]["grid_tasks"],
+                cfg["report"]["grid_images"], args.out)
 
 
 def cmd_dvc_yaml(args: argparse.Namespace) -> None:
@@ -200,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder (written atomically)")
     p.set_defaults(func=cmd_pretrain_base)
 
-    p = sub.add_parser("evaluator", help="train a synthetic benchmark's identity evaluator on held-out renders")
+    p = sub.add_parser("evaluator", help="train a synthetic benchmark's identity evaluator on held-out renders "
+                                         "(real data: check that the pretrained facenet / CLIP extractors load)")
     _common(p)
     p.add_argument("--benchmark", required=True, help="faces | landmarks")
     p.add_argument("--tasks", type=Path, required=True, help="the benchmark's task folder (with tasks.json)")
@@ -225,6 +259,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, required=True, help="results/<profile>")
     p.add_argument("--out", type=Path, required=True, help="output folder (written atomically)")
     p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("matrices", help="write every chain's metric matrices R[t, i] as CSV and JSON")
+    _common(p)
+    p.add_argument("--results", type=Path, required=True, help="results/<profile>")
+    p.add_argument("--out", type=Path, required=True, help="output folder (written atomically)")
+    p.set_defaults(func=cmd_matrices)
+
+    p = sub.add_parser("param-cost", help="parameters trained and stored per task by every method (N_param)")
+    _common(p)
+    p.add_argument("--base", type=Path, required=True, help="base model folder (its unet/ and text_encoder/ configs)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (written atomically)")
+    p.set_defaults(func=cmd_param_cost)
+
+    p = sub.add_parser("grids", help="post-sequence sample grids of the report.grid_tasks concepts (PNG and PDF)")
+    _common(p)
+    p.add_argument("--results", type=Path, required=True, help="results/<profile>")
+    p.add_argument("--out", type=Path, required=True, help="output folder (written atomically)")
+    p.set_defaults(func=cmd_grids)
 
     p = sub.add_parser("dvc-yaml", help="print (or --write / --check) dvc.yaml generated from the stage list")
     mode = p.add_mutually_exclusive_group()

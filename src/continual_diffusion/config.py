@@ -159,3 +159,12 @@ def chain_settings(cfg: Mapping, benchmark: str, method: str) -> dict:
         "method": dict(cfg["methods"][method]),
         "torch_threads": cfg["torch_threads"],
     }
+
+
+def evaluation_settings(cfg: Mapping, benchmark: str) -> dict:
+    """What one evaluation job of ``benchmark`` depends on in params: the evaluation section with this
+    benchmark's class word and task count (the last task keeps its samples for the grids)."""
+    ev = dict(cfg["evaluation"])
+    ev["class_words"] = ev["class_words"][benchmark]
+    ev["n_tasks"] = cfg["data"][benchmark]["n_tasks"]
+    return ev

@@ -1,13 +1,14 @@
-"""Evaluation after task t of a chain: sample every concept i <= t and score it with the evaluator.
+"""Evaluation after task t of a chain: sample every concept i <= t and score it with the metric suite.
 
 Writes ``results/<profile>/<benchmark>/<method>/seed_<s>/task_XX/``:
-  scores.json   R[t, i] for i <= t: identity accuracy_i = (1/N) sum_j [argmax_k p(k | x_ij) = i]
-                over all classes including "other" (open set: a sample that looks like no task
-                concept counts as wrong), accuracy_closed_i = the same with the argmax over the task
-                concepts only (closed set: which of the concepts is it most like), other_rate_i,
-                the mean probability of the right class (N = evaluation.samples_per_concept), and
-                the evaluator's own held-out accuracy (the ceiling the numbers are read against)
-  samples.png   every scored sample, one row per concept (row i = concept i)
+  scores.json        R[t, i] for i <= t of every metric of ``evaluation.metrics`` (metrics/suite.py),
+                     with each metric's formula, direction and feature space under ``metrics``, the
+                     identity evaluator's held-out accuracy (the ceiling the numbers are read against)
+                     and the evaluation's wall time
+  samples.png        every scored sample, one row per concept (row i = concept i)
+  samples.safetensors  after the last task only: the scored samples themselves (uint8, key
+                     ``concept_<i>``), kept for the post-sequence grids (report stage)
+Generation is batched across concepts; image j of concept i has its own CPU seed (sampling.py).
 """
 
 from __future__ import annotations
@@ -19,25 +20,29 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from safetensors.torch import save_file
 
 from .chain import build_model, restore_chain
 from .errors import PipelineError
-from .evaluator import load_evaluator, predict
+from .grids import SAMPLES
 from .io_utils import atomic_directory, json_text
 from .methods import make_method
+from .metrics.suite import MetricSuite
 from .sampling import generate, grid
+from .task_images import concept_images
 
 log = logging.getLogger(__name__)
 
 
+
 def evaluate_task(cfg: dict, benchmark: str, method_name: str, seed: int, task: int, base: Path, runs: Path,
-                  evaluator: Path, out: Path) -> dict:
+                  evaluator: Path, out: Path, data_root: Path) -> dict:
     torch.set_num_threads(cfg["torch_threads"])
     ev = cfg["evaluation"]
     started = time.perf_counter()
-    net, report = load_evaluator(evaluator)
-    if task > len(report["classes"]) - 1:
-        raise PipelineError(f"{evaluator}: evaluator knows {len(report['classes']) - 1} concepts, task {task} asked")
+    suite = MetricSuite(cfg, benchmark, evaluator)
+    if suite.classes and task > len(suite.classes) - 1:
+        raise PipelineError(f"{evaluator}: evaluator knows {len(suite.classes) - 1} concepts, task {task} asked")
     model = build_model(base)
     method = make_method(method_name, cfg["methods"][method_name])
     method.prepare(model)
@@ -47,39 +52,21 @@ def evaluate_task(cfg: dict, benchmark: str, method_name: str, seed: int, task: 
     samples = generate(model, concepts, ev["samples_per_concept"], seed=seed, steps=ev["inference_steps"],
                        guidance=ev["guidance_scale"], batch_size=ev["batch_size"], scheduler=ev["scheduler"],
                        desc=f"sample {method_name} after task {task}")
-    scores = {}
-    for i in concepts:
-        probs = predict(net, samples[i])
-        label = i - 1  # evaluator class k = concept of task k + 1
-        closed = probs[:, :-1].argmax(dim=1)  # among the task concepts only ("other" excluded)
-        scores[str(i)] = {
-            "accuracy": float((probs.argmax(dim=1) == label).float().mean()),
-            "accuracy_closed": float((closed == label).float().mean()),
-            "other_rate": float((probs.argmax(dim=1) == probs.shape[1] - 1).float().mean()),
-            "p_true": float(probs[:, label].mean()),
-            "predicted": [report["classes"][k] for k in probs.argmax(dim=1).tolist()],
-        }
+    sampled = time.perf_counter()
+    scores = {str(i): suite.score(i, samples[i], concept_images(data_root, benchmark, i)) for i in concepts}
     result = {
         "benchmark": benchmark, "method": method_name, "seed": seed, "after_task": task,
-        "metric": "identity accuracy: fraction of samples of concept i classified as concept i",
-        "samples_per_concept": ev["samples_per_concept"], "evaluator_heldout_accuracy": report["heldout_accuracy"],
+        "metrics": suite.describe(),
+        "samples_per_concept": ev["samples_per_concept"],
+        "evaluator_heldout_accuracy": suite.manifest.get("heldout_accuracy"),
         "concepts": scores,
     }
+    last = task == cfg["data"][benchmark]["n_tasks"]
     with atomic_directory(out) as tmp:
         Image.fromarray(grid([samples[i] for i in concepts])).save(tmp / "samples.png")
+        if last:
+            save_file({f"concept_{i}": torch.from_numpy(samples[i]).contiguous() for i in concepts}, str(tmp / SAMPLES))
         (tmp / "scores.json").write_text(json_text(result))
-    log.info("evaluated %s/%s/seed_%d after task %d in %.1f s", benchmark, method_name, seed, task,
-             time.perf_counter() - started)
+    log.info("evaluated %s/%s/seed_%d after task %d in %.1f s (sampling %.1f s, scoring %.1f s)", benchmark,
+             method_name, seed, task, time.perf_counter() - started, sampled - started, time.perf_counter() - sampled)
     return result
-
-
-def accuracy_matrix(results: Path, tasks: int, key: str = "accuracy") -> np.ndarray:
-    """R[t-1, i-1] = ``key`` (accuracy | accuracy_closed) of concept i after task t (NaN above the diagonal)."""
-    import json
-
-    r = np.full((tasks, tasks), np.nan)
-    for t in range(1, tasks + 1):
-        data = json.loads((Path(results) / f"task_{t:02d}" / "scores.json").read_text())
-        for i, s in data["concepts"].items():
-            r[t - 1, int(i) - 1] = s[key]
-    return r

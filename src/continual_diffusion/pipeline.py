@@ -20,7 +20,7 @@ DVC outputs may not overlap, so every stage owns its own top folder per profile.
                                              per method, seed and task, each starting from task_XX-1;
                                              killed jobs resume from checkpoints/{profile}/...)
   evaluate       results/{profile}/          <benchmark>/<method>/seed_<s>/task_XX: scores, samples
-  report         reports/{profile}/          summaries (later: tables, figures, audit)
+  report         reports/{profile}/          matrices/ (R per chain and metric), summary/, grids/
 """
 
 from __future__ import annotations
@@ -70,10 +70,13 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         name="evaluator",
-        description="Identity evaluator of each synthetic benchmark, trained on held-out renders",
+        description="Identity evaluator of each synthetic benchmark, trained on held-out renders (for real data, "
+                    "a check that the pretrained facenet / CLIP extractors load)",
         rules=("identity_evaluator",),
-        code=(f"{PACKAGE}/evaluator.py", f"{PACKAGE}/data", f"{PACKAGE}/io_utils.py", "workflow/rules/model.smk"),
-        params=("profile", "evaluator", "torch_threads", "profiles.{profile}"),
+        code=(f"{PACKAGE}/evaluator.py", f"{PACKAGE}/data", f"{PACKAGE}/metrics", f"{PACKAGE}/io_utils.py",
+              "workflow/rules/model.smk"),
+        params=("profile", "evaluator", "evaluation.metrics", "evaluation.features", "evaluation.facenet",
+                "evaluation.clip", "torch_threads", "profiles.{profile}"),
         outs=("models/{profile}/evaluator",),
         deps=("data/{profile}",),
     ),
@@ -89,23 +92,26 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         name="evaluate",
-        description="After every task, sample each learned concept and score it with the evaluator",
+        description="After every task, sample each learned concept and score it with every metric",
         rules=("evaluate_task",),
-        code=(f"{PACKAGE}/evaluate.py", f"{PACKAGE}/sampling.py", f"{PACKAGE}/evaluator.py", f"{PACKAGE}/chain.py",
-              f"{PACKAGE}/training.py", f"{PACKAGE}/methods", f"{PACKAGE}/models", f"{PACKAGE}/base_model.py",
-              f"{PACKAGE}/io_utils.py", "workflow/rules/evaluate.smk"),
+        code=(f"{PACKAGE}/evaluate.py", f"{PACKAGE}/sampling.py", f"{PACKAGE}/evaluator.py", f"{PACKAGE}/metrics",
+              f"{PACKAGE}/task_images.py", f"{PACKAGE}/grids.py",
+              f"{PACKAGE}/chain.py", f"{PACKAGE}/training.py", f"{PACKAGE}/methods", f"{PACKAGE}/models",
+              f"{PACKAGE}/base_model.py", f"{PACKAGE}/io_utils.py", "workflow/rules/evaluate.smk"),
         params=("profile", "seeds", "torch_threads", "evaluation", "profiles.{profile}"),
         outs=("results/{profile}",),
-        deps=("runs/{profile}", "models/{profile}/base", "models/{profile}/evaluator"),
+        deps=("data/{profile}", "runs/{profile}", "models/{profile}/base", "models/{profile}/evaluator"),
     ),
     Stage(
         name="report",
-        description="Plasticity and forgetting over seeds (summary table and curves)",
-        rules=("continual_summary",),
-        code=(f"{PACKAGE}/summary.py", "workflow/rules/report.smk"),
-        params=("profile", "seeds", "benchmarks", "train.methods"),
+        description="Metric matrices R (CSV, JSON), plasticity and forgetting over seeds, sample grids, parameter costs",
+        rules=("metric_matrices", "continual_summary", "sample_grids", "parameter_costs"),
+        code=(f"{PACKAGE}/matrices.py", f"{PACKAGE}/summary.py", f"{PACKAGE}/grids.py", f"{PACKAGE}/task_images.py",
+              f"{PACKAGE}/metrics/continual.py", f"{PACKAGE}/metrics/param_cost.py", f"{PACKAGE}/models/sd_v1.py",
+              "workflow/rules/report.smk"),
+        params=("profile", "seeds", "benchmarks", "data", "train.methods", "methods", "report", "profiles"),
         outs=("reports/{profile}",),
-        deps=("results/{profile}",),
+        deps=("data/{profile}", "models/{profile}/base", "results/{profile}"),
     ),
 )
 

@@ -1,48 +1,32 @@
-"""Continual summary of the identity accuracy matrices R (one per benchmark, method and seed).
+"""Continual summary of every metric matrix R (one per benchmark, method, seed and metric key).
 
-With R[t, i] = accuracy on concept i after task t (1-based, i <= t, T tasks):
-  plasticity  P = (1/T) sum_t R[t, t]                 (just-learned accuracy, averaged over tasks)
-  final       A = (1/T) sum_i R[T, i]                 (after the whole sequence)
-  forgetting  F = (1/(T-1)) sum_{i<T} (R[i, i] - R[T, i])
-  early       R[T, 1..k] vs R[i, i] for the first k concepts (``early`` = 5): just-learned and final
-Each is reported as mean and sample standard deviation over seeds (std 0 with one seed), for the
-open-set accuracy (``accuracy``) and the closed-set one (``accuracy_closed``; see evaluate.py).
+Per chain (metrics/continual.py, with s = +1 for higher-is-better metrics and -1 for MMD):
+  plasticity  P = (1/T) sum_t R[t, t]                      (just learned, averaged over tasks)
+  final       A = (1/T) sum_i R[T, i]                      (after the whole sequence)
+  forgetting  F = (1/(T-1)) sum_{i<T} s (R[i, i] - R[T, i])
+  early       R[i, i] and R[T, i] averaged over the first k = 5 concepts: just learned and final
+Each is reported as the mean and sample standard deviation over seeds (std 0 with one seed), for
+every metric key the evaluation recorded, with the key's formula and feature space.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from .evaluate import accuracy_matrix
 from .io_utils import atomic_directory, json_text
+from .matrices import metric_keys, metric_matrix
+from .metrics.continual import chain_metrics
 
-
-def chain_metrics(r: np.ndarray, early: int = 5) -> dict:
-    t = r.shape[0]
-    diag = np.diag(r)
-    k = min(early, t)
-    return {
-        "plasticity": float(diag.mean()),
-        "plasticity_min": float(diag.min()),
-        "final": float(r[-1].mean()),
-        "forgetting": float((diag[:-1] - r[-1, :-1]).mean()) if t > 1 else 0.0,
-        "early_just_learned": float(diag[:k].mean()),
-        "early_final": float(r[-1, :k].mean()),
-        "concept1_curve": [float(v) for v in r[:, 0]],
-    }
+SUMMARY_KEYS = ("plasticity", "plasticity_min", "final", "forgetting", "early_just_learned", "early_final")
+SKIPPED_KEYS = ("other_rate",)  # a diagnostic of accuracy, not a quality metric of its own
 
 
 def _mean_std(values: list[float]) -> dict:
     a = np.asarray(values, dtype=float)
     return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if a.size > 1 else 0.0, "values": [float(v) for v in a]}
-
-
-METRICS = {
-    "accuracy": "open set: argmax over the task concepts and 'other'",
-    "accuracy_closed": "closed set: argmax over the task concepts only",
-}
 
 
 def summarize(results_root: Path, benchmarks: list[str], methods: list[str], seeds: list[int], n_tasks: dict,
@@ -51,20 +35,35 @@ def summarize(results_root: Path, benchmarks: list[str], methods: list[str], see
     for b in benchmarks:
         summary[b] = {}
         for m in methods:
+            chains = [Path(results_root) / b / m / f"seed_{s}" for s in seeds]
+            keys = metric_keys(chains[0], n_tasks[b])
             summary[b][m] = {"seeds": list(seeds)}
-            for key in METRICS:
-                matrices = [accuracy_matrix(results_root / b / m / f"seed_{s}", n_tasks[b], key) for s in seeds]
-                per_seed = [chain_metrics(r) for r in matrices]
-                entry = {k: _mean_std([p[k] for p in per_seed]) for k in per_seed[0] if k != "concept1_curve"}
-                with np.errstate(invalid="ignore"):
+            for key, meta in keys.items():
+                if key in SKIPPED_KEYS:
+                    continue
+                matrices = [metric_matrix(c, n_tasks[b], key) for c in chains]
+                per_seed = [chain_metrics(r, higher_is_better=meta["higher_is_better"]) for r in matrices]
+                entry = {k: _mean_std([p[k] for p in per_seed]) for k in SUMMARY_KEYS}
+                entry["meta"] = meta
+                with warnings.catch_warnings():  # cells above the diagonal are NaN in every seed
+                    warnings.simplefilter("ignore", RuntimeWarning)
                     entry["R_mean"] = np.nanmean(np.stack(matrices), axis=0).round(4).tolist()
                 entry["R_per_seed"] = [r.round(4).tolist() for r in matrices]
                 summary[b][m][key] = entry
     with atomic_directory(out) as tmp:
         (tmp / "summary.json").write_text(json_text(_nan_to_none(summary)))
         (tmp / "summary.md").write_text(markdown(summary))
-        plot_curves(summary, tmp / "concept_accuracy.png")
+        for key in _keys(summary):
+            plot_curves(summary, key, tmp / f"curves_{key}.png")
     return summary
+
+
+def _keys(summary: dict) -> list[str]:
+    keys: list[str] = []
+    for methods in summary.values():
+        for entry in methods.values():
+            keys += [k for k in entry if k != "seeds" and k not in keys]
+    return keys
 
 
 def _nan_to_none(obj):
@@ -79,25 +78,28 @@ def _nan_to_none(obj):
 
 def markdown(summary: dict) -> str:
     seeds = next(iter(next(iter(summary.values())).values()))["seeds"]
-    lines = ["# Identity accuracy of the miniature (mean +- std over seeds " + ", ".join(map(str, seeds)) + ")", ""]
-    for key, meaning in METRICS.items():
-        lines += [f"## {key} ({meaning})", "",
-                  "| benchmark | method | plasticity P | min_t R[t,t] | final A | forgetting F | concepts 1-5 just learned | concepts 1-5 after last task |",
+    lines = ["# Continual metrics (mean +- std over seeds " + ", ".join(map(str, seeds)) + ")", ""]
+    for key in _keys(summary):
+        meta = next(e[key]["meta"] for ms in summary.values() for e in ms.values() if key in e)
+        arrow = "higher is better" if meta["higher_is_better"] else "lower is better"
+        lines += [f"## {key} ({arrow})", "", f"R[t, i] = {meta['formula']}; features: {meta['features']}.", "",
+                  "| benchmark | method | plasticity P | worst R[t,t] | final A | forgetting F | concepts 1-5 just learned | concepts 1-5 after last task |",
                   "|---|---|---|---|---|---|---|---|"]
         for b, methods in summary.items():
             for m, entry in methods.items():
+                if key not in entry:
+                    continue
                 e = entry[key]
-                cells = [f"{e[k]['mean']:.3f} +- {e[k]['std']:.3f}" for k in
-                         ("plasticity", "plasticity_min", "final", "forgetting", "early_just_learned", "early_final")]
+                cells = [f"{e[k]['mean']:.3f} +- {e[k]['std']:.3f}" for k in SUMMARY_KEYS]
                 lines.append(f"| {b} | {m} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += ["R[t, i] = fraction of generated samples of concept i, after task t, that the miniature's identity",
-              "evaluator assigns to concept i. P = mean_t R[t,t]; A = mean_i R[T,i]; F = mean_{i<T} (R[i,i] - R[T,i]).", ""]
+    lines += ["P = mean_t R[t,t]; A = mean_i R[T,i]; F = mean_{i<T} s (R[i,i] - R[T,i]) with s = +1 when higher is",
+              "better and -1 when lower is better (F > 0 is forgetting). R matrices: reports/<profile>/matrices.", ""]
     return "\n".join(lines)
 
 
-def plot_curves(summary: dict, path: Path) -> None:
-    """Accuracy (closed set) of each of concepts 1-5 over the task sequence, per benchmark and method (seed mean)."""
+def plot_curves(summary: dict, key: str, path: Path) -> None:
+    """``key`` of each of concepts 1-5 over the task sequence, per benchmark and method (seed mean)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,14 +112,15 @@ def plot_curves(summary: dict, path: Path) -> None:
     for row, b in enumerate(benchmarks):
         for col, m in enumerate(methods):
             ax = axes[row][col]
-            r = np.asarray(summary[b][m]["accuracy_closed"]["R_mean"], dtype=float)
-            for i in range(min(5, r.shape[0])):
-                ax.plot(range(i + 1, r.shape[0] + 1), r[i:, i], marker="o", ms=3, label=f"concept {i + 1}")
             ax.set_title(f"{b} / {m}", fontsize=9)
             ax.set_xlabel("after task")
-            ax.set_ylim(-0.02, 1.02)
             if col == 0:
-                ax.set_ylabel("identity accuracy (closed set)")
+                ax.set_ylabel(key)
+            if key not in summary[b][m]:
+                continue
+            r = np.asarray(summary[b][m][key]["R_mean"], dtype=float)
+            for i in range(min(5, r.shape[0])):
+                ax.plot(range(i + 1, r.shape[0] + 1), r[i:, i], marker="o", ms=3, label=f"concept {i + 1}")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100, metadata={"Software": None})

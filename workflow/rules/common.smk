@@ -114,6 +114,26 @@ def chain_params(wildcards):
     return json.dumps(cd_config.chain_settings(CFG, wildcards.benchmark, wildcards.method), sort_keys=True)
 
 
+def evaluator_params(benchmark):
+    """Synthetic data: the identity evaluator's training settings; real data: which pretrained
+    extractors the evaluator stage checks (a Snakemake params rerun trigger)."""
+    if is_synthetic(benchmark):
+        return json.dumps(CFG["evaluator"], sort_keys=True)
+    ev = CFG["evaluation"]
+    return json.dumps({k: ev[k] for k in ("metrics", "features", "facenet", "clip")}, sort_keys=True)
+
+
+def evaluation_params(benchmark):
+    """What an evaluation job depends on in params (a Snakemake params rerun trigger)."""
+    return json.dumps(cd_config.evaluation_settings(CFG, benchmark), sort_keys=True)
+
+
+def report_params():
+    """What every report job depends on (a Snakemake params rerun trigger)."""
+    return json.dumps({"seeds": CFG["seeds"], "methods": CFG["train"]["methods"], "benchmarks": BENCHMARKS,
+                       "n_tasks": {b: CFG["data"][b]["n_tasks"] for b in BENCHMARKS}}, sort_keys=True)
+
+
 def all_tasks(root_pattern):
     """One folder per benchmark, method, seed and task under ``root_pattern`` (RUNS or RESULTS)."""
     return [

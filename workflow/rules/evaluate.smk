@@ -5,11 +5,12 @@ rule evaluate_task:
         code=code("evaluate"),
         base=f"models/{PROFILE}/base",
         evaluator=lambda w: f"models/{PROFILE}/evaluator/{w.benchmark}",
+        task_data=lambda w: f"data/{PROFILE}/tasks/{w.benchmark}",
         tasks=lambda w: [task_folder(RUNS.format(**w), t) for t in range(1, int(w.task) + 1)],
     output:
         directory(f"{RESULTS}/task_{{task}}"),
     params:
-        evaluation=json.dumps(CFG["evaluation"], sort_keys=True),
+        evaluation=lambda w: evaluation_params(w.benchmark),
         method=lambda w: json.dumps(CFG["methods"].get(w.method), sort_keys=True),
         config=CONFIG_ARGS,
         runs=lambda w: RUNS.format(**w),

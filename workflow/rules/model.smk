@@ -29,7 +29,7 @@ rule identity_evaluator:
     output:
         directory(f"models/{PROFILE}/evaluator/{{benchmark}}"),
     params:
-        evaluator=json.dumps(CFG["evaluator"], sort_keys=True),
+        evaluator=lambda w: evaluator_params(w.benchmark),
         bench=lambda w: bench_params(w.benchmark),
         config=CONFIG_ARGS,
     wildcard_constraints:

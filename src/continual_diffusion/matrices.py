@@ -1,0 +1,80 @@
+"""The metric matrices R of each chain, read from the evaluation results and written as CSV + JSON.
+
+R[t, i] (1-based) = the metric of concept i's samples after task t, for i <= t (empty above the
+diagonal). One file pair per benchmark, method, seed and metric key:
+  <out>/<benchmark>/<method>/seed_<s>/<key>.csv    rows "after task t", columns "concept i"
+  <out>/<benchmark>/<method>/seed_<s>/<key>.json   {key, formula, higher_is_better, features, R}
+The keys, formulas and directions come from the ``metrics`` entry of the scores (metrics/suite.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .errors import PipelineError
+from .io_utils import atomic_directory, json_text
+
+NON_MATRIX_KEYS = ("predicted",)
+
+
+def scores_path(chain_results: Path, task: int) -> Path:
+    return Path(chain_results) / f"task_{task:02d}" / "scores.json"
+
+
+def read_scores(chain_results: Path, task: int) -> dict:
+    path = scores_path(chain_results, task)
+    if not path.exists():
+        raise PipelineError(f"{path}: evaluation result missing (run the evaluate stage)")
+    return json.loads(path.read_text())
+
+
+def metric_keys(chain_results: Path, tasks: int) -> dict:
+    """{key: {formula, higher_is_better, features}} as recorded by the last task's evaluation."""
+    data = read_scores(chain_results, tasks)
+    if "metrics" in data:
+        return data["metrics"]
+    # results written before the metric suite: identity accuracy only
+    return {"accuracy": {"formula": "open-set identity accuracy", "higher_is_better": True, "features": "identity classifier"},
+            "accuracy_closed": {"formula": "closed-set identity accuracy", "higher_is_better": True, "features": "identity classifier"}}
+
+
+def metric_matrix(chain_results: Path, tasks: int, key: str = "accuracy") -> np.ndarray:
+    """R[t-1, i-1] = ``key`` of concept i after task t (NaN above the diagonal and where undefined)."""
+    r = np.full((tasks, tasks), np.nan)
+    for t in range(1, tasks + 1):
+        for i, s in read_scores(chain_results, t)["concepts"].items():
+            value = s.get(key)
+            r[t - 1, int(i) - 1] = np.nan if value is None else value
+    return r
+
+
+def matrix_csv(r: np.ndarray) -> str:
+    lines = ["after_task," + ",".join(f"concept_{i + 1}" for i in range(r.shape[1]))]
+    for t, row in enumerate(r):
+        lines.append(f"{t + 1}," + ",".join("" if np.isnan(v) else f"{v:.6g}" for v in row))
+    return "\n".join(lines) + "\n"
+
+
+def write_matrices(results_root: Path, benchmarks: list[str], methods: list[str], seeds: list[int],
+                   n_tasks: dict, out: Path) -> list[Path]:
+    """Every chain's R of every metric key under ``out`` (written atomically); returns the files."""
+    written = []
+    with atomic_directory(out) as tmp:
+        for b in benchmarks:
+            for m in methods:
+                for s in seeds:
+                    chain = Path(results_root) / b / m / f"seed_{s}"
+                    folder = tmp / b / m / f"seed_{s}"
+                    folder.mkdir(parents=True)
+                    for key, meta in metric_keys(chain, n_tasks[b]).items():
+                        r = metric_matrix(chain, n_tasks[b], key)
+                        (folder / f"{key}.csv").write_text(matrix_csv(r))
+                        (folder / f"{key}.json").write_text(json_text({
+                            "key": key, **meta, "benchmark": b, "method": m, "seed": s,
+                            "R": [[None if np.isnan(v) else float(v) for v in row] for row in r],
+                        }))
+                        written.append(Path(out) / b / m / f"seed_{s}" / f"{key}.csv")
+    return written

@@ -1,0 +1,59 @@
+"""Continual metrics from a metric matrix R (T x T, R[t, i] = metric of concept i after task t,
+1-based in the formulas, NaN above the diagonal):
+
+  plasticity  P = (1/T) sum_t R[t, t]                          (just learned, averaged over tasks)
+  final       A = (1/T) sum_i R[T, i]                          (after the whole sequence; the paper's A)
+  forgetting  F = (1/(T-1)) sum_{i<T} s (R[i, i] - R[T, i])    (the paper's F: how much a concept's
+              metric moved the wrong way between right after it was learned and the end)
+  early       mean of R[i, i] and of R[T, i] over the first k concepts (k = min(5, T))
+  concept 1   the curve R[1..T, 1]
+
+s = +1 for a higher-is-better metric (accuracy, similarity), -1 for a lower-is-better one (MMD), so
+F > 0 always means forgetting. CODA-Prompt's F_N averages the drop of old tasks in the same way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def check_matrix(r: np.ndarray) -> np.ndarray:
+    r = np.asarray(r, dtype=float)
+    if r.ndim != 2 or r.shape[0] != r.shape[1] or r.shape[0] == 0:
+        raise ValueError(f"R must be a non-empty T x T matrix, got shape {r.shape}")
+    lower = np.tril(np.ones_like(r, dtype=bool))
+    if np.isnan(r[lower]).all():
+        raise ValueError("R has no values on or below the diagonal")
+    return r
+
+
+def plasticity(r: np.ndarray) -> float:
+    return float(np.nanmean(np.diag(check_matrix(r))))
+
+
+def final_average(r: np.ndarray) -> float:
+    return float(np.nanmean(check_matrix(r)[-1]))
+
+
+def forgetting(r: np.ndarray, higher_is_better: bool = True) -> float:
+    r = check_matrix(r)
+    if r.shape[0] == 1:
+        return 0.0
+    drop = np.diag(r)[:-1] - r[-1, :-1]
+    return float(np.nanmean(drop if higher_is_better else -drop))
+
+
+def chain_metrics(r: np.ndarray, higher_is_better: bool = True, early: int = 5) -> dict:
+    """Every number above for one chain (one benchmark, method and seed)."""
+    r = check_matrix(r)
+    diag = np.diag(r)
+    k = min(early, r.shape[0])
+    return {
+        "plasticity": plasticity(r),
+        "plasticity_min": float(np.nanmin(diag)) if higher_is_better else float(np.nanmax(diag)),
+        "final": final_average(r),
+        "forgetting": forgetting(r, higher_is_better),
+        "early_just_learned": float(np.nanmean(diag[:k])),
+        "early_final": float(np.nanmean(r[-1, :k])),
+        "concept1_curve": [float(v) for v in r[:, 0]],
+    }

@@ -1,0 +1,72 @@
+"""Parameter cost per task of every method (the paper's N_param), from the U-Net config alone.
+
+The U-Net is built on the meta device from its config (no weights, no memory), so the same code
+gives the miniature's costs and Stable Diffusion v1.x's. Per task, for U-Net total P_unet:
+  lora_sequential, clora   trained = stored = sum_{K/V matrices} r (out + in)     (rank r)
+  every method             + one token embedding row (text hidden size) per concept
+  N_param = 100 * (U-Net parameters trained per task) / P_unet                    (token excluded,
+            as in the paper's table: SD v1.x LoRA r16 0.092%, Custom Diffusion 2.23%)
+A method not listed here has no cost formula yet: the report says so instead of guessing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import PipelineError
+from ..models.sd_v1 import SD_V1_UNET_CONFIG, build_unet, parameter_costs
+
+LORA_METHODS = ("clora", "lora_sequential")
+
+
+def unet_from_config(config: dict):
+    """A meta-device U-Net of that config (keys diffusers does not take, like ``_class_name``, dropped)."""
+    return build_unet({k: v for k, v in config.items() if not k.startswith("_")}, device="meta")
+
+
+def method_cost(method: str, params: dict, unet, token_dim: int) -> dict:
+    """Parameters trained and stored per task by ``method`` with ``params`` on ``unet``."""
+    if method not in LORA_METHODS:
+        raise PipelineError(f"methods.{method}: no parameter-cost formula (metrics/param_cost.py)")
+    costs = parameter_costs(unet, rank=int(params["rank"]))
+    return {
+        "unet_params": costs["unet_params"],
+        "unet_trained_per_task": costs["lora_params"],
+        "unet_stored_per_task": costs["lora_params"],
+        "token_params_per_task": token_dim,
+        "n_param_percent": costs["lora_percent"],
+    }
+
+
+def profile_costs(cfg: dict, base: Path) -> dict:
+    """{"base": {method: cost}, "sd_v1": {method: cost}} for the methods of ``train.methods``: the
+    profile's own U-Net (``base``/unet/config.json) and, for comparison with the paper, SD v1.x with
+    the paper's rank (``profiles.paper_faces`` methods)."""
+    config_path = Path(base) / "unet" / "config.json"
+    text_path = Path(base) / "text_encoder" / "config.json"
+    for path in (config_path, text_path):
+        if not path.exists():
+            raise PipelineError(f"{path}: base model config missing (run the base_model stage)")
+    unet = unet_from_config(json.loads(config_path.read_text()))
+    token_dim = int(json.loads(text_path.read_text())["hidden_size"])
+    sd_unet = build_unet(SD_V1_UNET_CONFIG, device="meta")
+    paper_methods = cfg["profiles"].get("paper_faces", {}).get("methods", {})
+    out: dict = {"base": {}, "sd_v1": {}}
+    for m in cfg["train"]["methods"]:
+        out["base"][m] = method_cost(m, cfg["methods"][m], unet, token_dim)
+        out["sd_v1"][m] = method_cost(m, {**cfg["methods"][m], **paper_methods.get(m, {})}, sd_unet, 768)
+    return out
+
+
+def markdown(costs: dict, profile: str) -> str:
+    lines = ["# Parameter cost per task (N_param)", "",
+             "| U-Net | method | U-Net params trained per task | stored per task | N_param (% of U-Net) | token params |",
+             "|---|---|---|---|---|---|"]
+    for where, label in (("base", f"{profile} base"), ("sd_v1", "SD v1.x (paper ranks)")):
+        for m, c in costs[where].items():
+            lines.append(f"| {label} | {m} | {c['unet_trained_per_task']:,} | {c['unet_stored_per_task']:,} | "
+                         f"{c['n_param_percent']:.4g} | {c['token_params_per_task']} |")
+    lines += ["", "N_param = 100 * U-Net parameters trained per task / all U-Net parameters; LoRA: sum over the",
+              "cross-attention K/V matrices of r (out + in). Counted on the meta device from the U-Net config.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,35 @@
+"""Continual metrics on a hand-computed matrix."""
+
+import numpy as np
+import pytest
+
+from continual_diffusion.metrics.continual import chain_metrics, final_average, forgetting, plasticity
+
+NAN = np.nan
+R = np.array([[0.9, NAN, NAN],
+              [0.6, 0.8, NAN],
+              [0.3, 0.7, 1.0]])
+
+
+def test_by_hand():
+    assert plasticity(R) == pytest.approx((0.9 + 0.8 + 1.0) / 3)
+    assert final_average(R) == pytest.approx((0.3 + 0.7 + 1.0) / 3)
+    assert forgetting(R) == pytest.approx(((0.9 - 0.3) + (0.8 - 0.7)) / 2)
+    m = chain_metrics(R, early=2)
+    assert m["early_just_learned"] == pytest.approx(0.85) and m["early_final"] == pytest.approx(0.5)
+    assert m["plasticity_min"] == pytest.approx(0.8)
+    assert m["concept1_curve"] == pytest.approx([0.9, 0.6, 0.3])
+
+
+def test_lower_is_better_metrics_forget_upwards():
+    d = np.array([[0.1, NAN], [0.4, 0.2]])  # an MMD that grew from 0.1 to 0.4: forgetting 0.3
+    assert forgetting(d, higher_is_better=False) == pytest.approx(0.3)
+    assert chain_metrics(d, higher_is_better=False)["plasticity_min"] == pytest.approx(0.2)  # the worst
+
+
+def test_one_task_has_no_forgetting_and_bad_shapes_are_refused():
+    assert forgetting(np.array([[0.7]])) == 0.0
+    with pytest.raises(ValueError, match="T x T"):
+        plasticity(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="no values"):
+        plasticity(np.full((2, 2), NAN))
