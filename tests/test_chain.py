@@ -83,19 +83,25 @@ def test_each_sample_depends_only_on_its_own_seed(chain):
     assert all(np.array_equal(together[c], again[c]) for c in (1, 2))
 
 
+def killed_at(train_task, at: int):
+    """``train_task`` that raises KeyboardInterrupt after step ``at`` (a killed job)."""
+    def run(*args, **kwargs):
+        def on_step(step):
+            if step == at:
+                raise KeyboardInterrupt
+
+        return train_task(*args, **kwargs, on_step=on_step)
+
+    return run
+
+
 def test_a_killed_task_job_resumes_to_identical_bytes(chain, tmp_path, monkeypatch):
     import continual_diffusion.chain as chain_module
 
     cfg, root, base = chain
     write_task(tmp_path / "data" / "tasks" / "faces" / "task_01", seed=1)
     real = chain_module.train_task
-
-    def killed_at_step_3(*args, **kwargs):
-        def on_step(step):
-            if step == 3:
-                raise KeyboardInterrupt
-
-        return real(*args, **kwargs, on_step=on_step)
+    killed_at_step_3 = killed_at(real, 3)
 
     monkeypatch.setattr(chain_module, "train_task", killed_at_step_3)
     with pytest.raises(KeyboardInterrupt):
@@ -116,13 +122,7 @@ def test_a_checkpoint_of_other_settings_is_discarded_not_resumed(chain, tmp_path
     cfg, root, base = chain
     write_task(tmp_path / "data" / "tasks" / "faces" / "task_01", seed=1)
     real = chain_module.train_task
-
-    def killed_at_step_3(*args, **kwargs):
-        def on_step(step):
-            if step == 3:
-                raise KeyboardInterrupt
-
-        return real(*args, **kwargs, on_step=on_step)
+    killed_at_step_3 = killed_at(real, 3)
 
     edited = copy.deepcopy(cfg)
     edited["methods"]["clora"]["lr"] = cfg["methods"]["clora"]["lr"] * 10  # params edited after the kill

@@ -107,6 +107,19 @@ def cmd_evaluator(args: argparse.Namespace) -> None:
         pretrained_evaluator(cfg, args.benchmark, args.out)
 
 
+def _results_report(sub, name: str, help_text: str, func) -> None:
+    """A report subcommand that reads results/<profile> and writes one output folder."""
+    p = sub.add_parser(name, help=help_text)
+    _common(p)
+    p.add_argument("--results", type=Path, required=True, help="results/<profile>")
+    p.add_argument("--out", type=Path, required=True, help="output folder (written atomically)")
+    p.set_defaults(func=func)
+
+
+def _n_tasks(cfg: dict) -> dict:
+    return {b: cfg["data"][b]["n_tasks"] for b in cfg["benchmarks"]}
+
+
 def _chain_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--benchmark", required=True, help="faces | landmarks")
     p.add_argument("--method", required=True, help="a method of train.methods (e.g. clora, lora_sequential)")
@@ -147,7 +160,7 @@ def cmd_summary(args: argparse.Namespace) -> None:
 
     cfg = _config(args)
     summarize(args.results, cfg["benchmarks"], cfg["train"]["methods"], cfg["seeds"],
-              {b: cfg["data"][b]["n_tasks"] for b in cfg["benchmarks"]}, args.out)
+              _n_tasks(cfg), args.out)
 
 
 def cmd_matrices(args: argparse.Namespace) -> None:
@@ -155,7 +168,7 @@ def cmd_matrices(args: argparse.Namespace) -> None:
 
     cfg = _config(args)
     write_matrices(args.results, cfg["benchmarks"], cfg["train"]["methods"], cfg["seeds"],
-                   {b: cfg["data"][b]["n_tasks"] for b in cfg["benchmarks"]}, args.out)
+                   _n_tasks(cfg), args.out)
 
 
 def cmd_param_cost(args: argparse.Namespace) -> None:
@@ -174,7 +187,7 @@ def cmd_grids(args: argparse.Namespace) -> None:
 
     cfg = _config(args)
     write_grids(args.results, Path("data") / cfg["profile"], cfg["benchmarks"], cfg["train"]["methods"], cfg["seeds"],
-                {b: cfg["data"][b]["n_tasks"] for b in cfg["benchmarks"]}, cfg["report"]["grid_tasks"],
+                _n_tasks(cfg), cfg["report"]["grid_tasks"],
                 cfg["report"]["grid_images"], args.out)
 
 
@@ -254,17 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder (written atomically)")
     p.set_defaults(func=cmd_evaluate_task)
 
-    p = sub.add_parser("summary", help="plasticity / forgetting summary of the accuracy matrices over seeds")
-    _common(p)
-    p.add_argument("--results", type=Path, required=True, help="results/<profile>")
-    p.add_argument("--out", type=Path, required=True, help="output folder (written atomically)")
-    p.set_defaults(func=cmd_summary)
+    _results_report(sub, "summary", "plasticity / forgetting summary of every metric matrix over seeds", cmd_summary)
+    _results_report(sub, "matrices", "write every chain's metric matrices R[t, i] as CSV and JSON", cmd_matrices)
 
-    p = sub.add_parser("matrices", help="write every chain's metric matrices R[t, i] as CSV and JSON")
-    _common(p)
-    p.add_argument("--results", type=Path, required=True, help="results/<profile>")
-    p.add_argument("--out", type=Path, required=True, help="output folder (written atomically)")
-    p.set_defaults(func=cmd_matrices)
 
     p = sub.add_parser("param-cost", help="parameters trained and stored per task by every method (N_param)")
     _common(p)
@@ -272,11 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder (written atomically)")
     p.set_defaults(func=cmd_param_cost)
 
-    p = sub.add_parser("grids", help="post-sequence sample grids of the report.grid_tasks concepts (PNG and PDF)")
-    _common(p)
-    p.add_argument("--results", type=Path, required=True, help="results/<profile>")
-    p.add_argument("--out", type=Path, required=True, help="output folder (written atomically)")
-    p.set_defaults(func=cmd_grids)
+    _results_report(sub, "grids", "post-sequence sample grids of the report.grid_tasks concepts (PNG and PDF)", cmd_grids)
 
     p = sub.add_parser("dvc-yaml", help="print (or --write / --check) dvc.yaml generated from the stage list")
     mode = p.add_mutually_exclusive_group()
