@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from continual_diffusion import config  # noqa: E402
 from continual_diffusion.chain import build_model, restore_chain, run_task  # noqa: E402
 from continual_diffusion.evaluator import load_evaluator, predict  # noqa: E402
-from continual_diffusion.methods import make_method  # noqa: E402
+from continual_diffusion.methods import MethodEnv, make_method  # noqa: E402
 from continual_diffusion.sampling import generate  # noqa: E402
 
 
@@ -60,10 +60,10 @@ def main() -> None:
         if not (runs / "task_01").exists():
             run_task(cfg, bench, args.method, args.seed, 1, data, base, runs, args.out / f"concept_{k:02d}" / "ckpt")
         model = build_model(base)
-        method = make_method(args.method, cfg["methods"][args.method])
-        method.prepare(model)
+        method = make_method(args.method, config.method_params(cfg, bench, args.method))
+        method.prepare(model, MethodEnv(benchmark=bench, data_root=data, seed=args.seed))
         restore_chain(model, method, runs, 1)
-        method.prepare_inference()
+        method.prepare_inference([1])
         for g in guidances:
             samples = generate(model, [1], cfg["evaluation"]["samples_per_concept"], seed=args.seed,
                                steps=cfg["evaluation"]["inference_steps"], guidance=g,

@@ -109,3 +109,15 @@ def test_chain_settings_hold_only_what_a_chain_depends_on():
         assert config.chain_settings(changed, "faces", "clora") != faces, override
     with pytest.raises(PipelineError, match="methods.nope"):
         config.chain_settings(cfg, "faces", "nope")
+
+
+def test_a_method_parameter_may_be_given_per_benchmark():
+    cfg = config.load([REPO / "params.yaml"], ["methods.clora.penalty_weight={faces: 2.0, landmarks: 0.5}"])
+    assert config.method_params(cfg, "faces", "clora")["penalty_weight"] == 2.0
+    assert config.chain_settings(cfg, "landmarks", "clora")["method"]["penalty_weight"] == 0.5
+    assert config.method_params(cfg, "landmarks", "clora")["rank"] == cfg["methods"]["clora"]["rank"]
+    prompts = config.method_params(cfg, "landmarks", "dreambooth")["prior_prompt"]
+    assert prompts == "a photo of a waterfall"
+    partial = config.load([REPO / "params.yaml"], ["methods.clora.penalty_weight={faces: 2.0}"])
+    with pytest.raises(PipelineError, match="methods.clora.penalty_weight: no value for benchmark 'landmarks'"):
+        config.method_params(partial, "landmarks", "clora")

@@ -10,6 +10,7 @@ from tests.helpers import run, tree_bytes, workflow_copy
 
 pytestmark = pytest.mark.slow
 BENCHMARKS = ["faces", "landmarks"]
+METHODS = ["clora", "lora_sequential"]  # the baselines: test_e2e_baselines.py
 
 
 def check_task_folders(workdir):
@@ -22,7 +23,7 @@ def check_task_folders(workdir):
             assert manifest["n_images"] == 6 and len(list((root / entry["dir"] / "images").glob("*.png"))) == 6
         assert (workdir / "data" / "smoke" / "pool" / benchmark / "images.safetensors").exists()
         assert (workdir / "logs" / "smoke" / "prepare_data" / f"tasks_{benchmark}.log").exists()
-        for method in ("clora", "lora_sequential"):
+        for method in METHODS:
             for task in (1, 2):
                 run_dir = workdir / "runs" / "smoke" / benchmark / method / "seed_0" / f"task_{task:02d}"
                 files = {p.name for p in run_dir.iterdir() if not p.name.startswith(".snakemake")}
@@ -38,7 +39,7 @@ def check_task_folders(workdir):
             assert (workdir / "reports" / "smoke" / "grids" / f"grid_{benchmark}_seed_0.{ext}").exists()
     assert (workdir / "models" / "smoke" / "base" / "model_index.json").exists()
     summary = json.loads((workdir / "reports" / "smoke" / "summary" / "summary.json").read_text())
-    assert set(summary) == set(BENCHMARKS) and set(summary["faces"]) == {"clora", "lora_sequential"}
+    assert set(summary) == set(BENCHMARKS) and set(summary["faces"]) == set(METHODS)
     assert {"accuracy", "image_similarity", "mmd"} <= set(summary["faces"]["clora"])
 
 

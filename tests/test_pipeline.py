@@ -66,8 +66,15 @@ def test_jobs_match_dvc_deps_and_outs(workdir, profile):
         outs = stage.outs_for(profile)
         assert all(any(o == d or o.startswith(d + "/") for d in outs) for o in outputs), (rule, outputs, outs)
         external = [i for i in inputs if i not in produced]
-        code = pipeline.code_files(stage.name, workdir)
+        # train / evaluate jobs depend on their own method's modules only (adding a method reruns no other chain)
+        method = outputs[0].split("/")[3] if rule in ("train_task", "evaluate_task") else None
+        code = pipeline.code_files(stage.name, workdir, method=method)
         assert external[:len(code)] == code, rule
+        assert all(any(c == d or c.startswith(d + "/") for d in stage.code) for c in code), (rule, code)
+        if method is not None:
+            assert "src/continual_diffusion/methods/base.py" in code
+            others = "dreambooth.py" if method in ("clora", "lora_sequential") else "lora.py"
+            assert not any(c.endswith("methods/" + others) for c in code), (method, code)
         # Anything else a job reads lies inside a DVC dep of its stage (e.g. the committed base model).
         deps = stage.deps_for(profile)
         assert all(any(i == d or i.startswith(d + "/") for d in deps) for i in external[len(code):]), (rule, external)

@@ -85,7 +85,7 @@ def pretrain_base(cfg: dict, data_root: Path, out: Path) -> dict:
     model_cfg = cfg["model"]
     spec, pre = model_cfg["spec"], model_cfg["pretrain"]
     torch.set_num_threads(pre["threads"])
-    benchmarks = [b for b in ("faces", "landmarks") if cfg["data"][b]["source"].startswith("synthetic_")]
+    benchmarks = [b for b in cfg["benchmarks"] if cfg["data"][b]["source"].startswith("synthetic_")]  # the rule's pools
     images, captions = load_pools(data_root, benchmarks)
     if images.shape[1] != spec["resolution"]:
         raise PipelineError(f"model.spec.resolution: {spec['resolution']} but the pool images are {images.shape[1]} px")

@@ -26,7 +26,7 @@ from .base_model import load_base
 from .config import chain_settings
 from .errors import PipelineError
 from .io_utils import atomic_directory, json_text
-from .methods import make_method
+from .methods import MethodEnv, make_method
 from .models.tokens import add_concept_token, concept_token, prompt_for, set_concept_token
 from .training import Model, TrainConfig, encode_latents, train_task
 
@@ -90,8 +90,8 @@ def run_task(cfg: dict, benchmark: str, method_name: str, seed: int, task: int, 
     train = settings["train"]
     started = time.perf_counter()
     model = build_model(base)
-    method = make_method(method_name, cfg["methods"][method_name])
-    method.prepare(model)
+    method = make_method(method_name, settings["method"])
+    method.prepare(model, MethodEnv(benchmark=benchmark, data_root=Path(data_root), seed=seed))
     restore_chain(model, method, runs, task - 1)
     token = concept_token(task)
     token_id = add_concept_token(model.tokenizer, model.text_encoder, token, token_generator(seed, task),

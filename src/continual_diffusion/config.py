@@ -156,9 +156,26 @@ def chain_settings(cfg: Mapping, benchmark: str, method: str) -> dict:
     return {
         "train": {"steps": train["steps"][benchmark], "batch_size": train["batch_size"],
                   "token_lr": train["token_lr"], "token_init_norm": train["token_init_norm"]},
-        "method": dict(cfg["methods"][method]),
+        "method": method_params(cfg, benchmark, method),
         "torch_threads": cfg["torch_threads"],
     }
+
+
+def method_params(cfg: Mapping, benchmark: str, method: str) -> dict:
+    """``methods.<method>`` for one benchmark: a value given per benchmark (a mapping whose keys are
+    benchmark names, e.g. ``penalty_weight: {faces: 1.0, landmarks: 0.3}``) resolves to this
+    benchmark's entry; every other value is taken as it is."""
+    if method not in cfg["methods"]:
+        raise PipelineError(f"methods.{method}: no parameters for this method")
+    known = set(cfg["data"])
+    resolved = {}
+    for key, value in cfg["methods"][method].items():
+        if isinstance(value, Mapping) and value and set(value) <= known:
+            if benchmark not in value:
+                raise PipelineError(f"methods.{method}.{key}: no value for benchmark {benchmark!r}")
+            value = value[benchmark]
+        resolved[key] = value
+    return resolved
 
 
 def evaluation_settings(cfg: Mapping, benchmark: str) -> dict:

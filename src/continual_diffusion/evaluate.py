@@ -8,7 +8,9 @@ Writes ``results/<profile>/<benchmark>/<method>/seed_<s>/task_XX/``:
   samples.png        every scored sample, one row per concept (row i = concept i)
   samples.safetensors  after the last task only: the scored samples themselves (uint8, key
                      ``concept_<i>``), kept for the post-sequence grids (report stage)
-Generation is batched across concepts; image j of concept i has its own CPU seed (sampling.py).
+Generation is batched across concepts; image j of concept i has its own CPU seed (sampling.py), so a
+method that samples some concepts with another model state (``inference_groups``, e.g. the offline
+upper bound's one model per concept) gets the same noise for them.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from .chain import build_model, restore_chain
 from .errors import PipelineError
 from .grids import SAMPLES
 from .io_utils import atomic_directory, json_text
-from .methods import make_method
+from .config import method_params
+from .methods import MethodEnv, make_method
 from .metrics.suite import MetricSuite
 from .sampling import generate, grid
 from .task_images import concept_images
@@ -44,14 +47,16 @@ def evaluate_task(cfg: dict, benchmark: str, method_name: str, seed: int, task: 
     if suite.classes and task > len(suite.classes) - 1:
         raise PipelineError(f"{evaluator}: evaluator knows {len(suite.classes) - 1} concepts, task {task} asked")
     model = build_model(base)
-    method = make_method(method_name, cfg["methods"][method_name])
-    method.prepare(model)
+    method = make_method(method_name, method_params(cfg, benchmark, method_name))
+    method.prepare(model, MethodEnv(benchmark=benchmark, data_root=Path(data_root), seed=seed))
     restore_chain(model, method, runs, task)
-    method.prepare_inference()
     concepts = list(range(1, task + 1))
-    samples = generate(model, concepts, ev["samples_per_concept"], seed=seed, steps=ev["inference_steps"],
-                       guidance=ev["guidance_scale"], batch_size=ev["batch_size"], scheduler=ev["scheduler"],
-                       desc=f"sample {method_name} after task {task}")
+    samples: dict[int, np.ndarray] = {}
+    for group in method.inference_groups(concepts):
+        method.prepare_inference(group)
+        samples.update(generate(model, group, ev["samples_per_concept"], seed=seed, steps=ev["inference_steps"],
+                                guidance=ev["guidance_scale"], batch_size=ev["batch_size"],
+                                scheduler=ev["scheduler"], desc=f"sample {method_name} after task {task}"))
     sampled = time.perf_counter()
     scores = {str(i): suite.score(i, samples[i], concept_images(data_root, benchmark, i)) for i in concepts}
     result = {

@@ -123,12 +123,24 @@ def stage(name: str) -> Stage:
     raise KeyError(name)
 
 
-def code_files(name: str, root: Path = Path(".")) -> list[str]:
-    """The Python/Snakemake files behind a stage's code deps (Snakemake needs files, not folders)."""
+METHODS_DIR = f"{PACKAGE}/methods"
+
+
+def code_files(name: str, root: Path = Path("."), method: str | None = None) -> list[str]:
+    """The Python/Snakemake files behind a stage's code deps (Snakemake needs files, not folders).
+
+    With ``method``, the methods package contributes only that method's own modules (its class
+    hierarchy, ``methods.method_code_files``): adding or editing one method reruns only its chains.
+    DVC's stage keeps the whole folder (it hands the decision to Snakemake).
+    """
     files: list[str] = []
     for dep in stage(name).code:
         path = root / dep
-        if path.is_dir():
+        if method is not None and dep == METHODS_DIR:
+            from .methods import method_code_files
+
+            files += method_code_files(method)
+        elif path.is_dir():
             files += sorted(str(p.relative_to(root)) for p in path.rglob("*.py") if "__pycache__" not in p.parts)
         else:
             files.append(dep)

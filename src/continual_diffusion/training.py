@@ -4,7 +4,8 @@ Per step (``batch_size`` images of the task, all drawn from one seeded CPU gener
     z0 = cached VAE latents (posterior mean x scaling factor), eps ~ N(0, I), t ~ U{0..T-1}
     z_t = sqrt(abar_t) z0 + sqrt(1 - abar_t) eps                  (the scheduler's add_noise)
     L_diffusion = || eps - unet(z_t, t, text_encoder("a photo of V*_t")) ||^2   (mean)
-    L = L_diffusion + sum of the method's extra (weighted) terms
+    L = L_diffusion + sum of the method's extra (weighted) terms (``diffusion_loss``, which methods
+        reuse through ``TaskContext.loss`` for their own batches: replay, prior preservation, Fisher)
 AdamW over the method's parameter groups plus the concept token's embedding row (other rows are
 restored after every step). Every ``checkpoint_every`` steps the trainable tensors, the optimizer's
 state, the generator's state and the log so far are written (safetensors + JSON, atomically); a
@@ -26,6 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from .errors import PipelineError
 from .io_utils import atomic_directory, json_text
+from .methods.base import TaskContext
 from .models.tokens import TokenRowTrainer
 from .progress import progress_bar
 
@@ -56,6 +58,23 @@ def encode_latents(vae, images: torch.Tensor) -> torch.Tensor:
     """images in [-1, 1], N x 3 x H x W -> latents (posterior mean x scaling factor), no grad."""
     with torch.no_grad():
         return vae.encode(images).latent_dist.mean * vae.config.scaling_factor
+
+
+def prompt_ids(tokenizer, prompts: list[str]) -> torch.Tensor:
+    """Padded token ids (N x max_length) of ``prompts``."""
+    return tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                     return_tensors="pt").input_ids
+
+
+def diffusion_loss(model: Model, z0: torch.Tensor, ids: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """L_diffusion = mean || eps - unet(sqrt(abar_t) z0 + sqrt(1 - abar_t) eps, t, text_encoder(ids)) ||^2,
+    eps ~ N(0, I) and t ~ U{0..T-1} drawn from ``generator`` (in that order); ``ids`` one row per latent."""
+    noise = torch.randn(z0.shape, generator=generator)
+    timesteps = torch.randint(0, model.scheduler.config.num_train_timesteps, (z0.shape[0],), generator=generator)
+    noisy = model.scheduler.add_noise(z0, noise, timesteps)
+    context = model.text_encoder(ids)[0]
+    prediction = model.unet(noisy, timesteps, context).sample
+    return torch.nn.functional.mse_loss(prediction.float(), noise.float())
 
 
 def task_generator(seed: int, task: int) -> torch.Generator:
@@ -118,20 +137,21 @@ def train_task(
     run) is discarded with a warning, never mixed into this run.
     """
     generator = task_generator(cfg.seed, task)
-    method.begin_task(task, generator)
-    model.text_encoder.requires_grad_(False)
-    model.vae.requires_grad_(False)
-    token = TokenRowTrainer(model.text_encoder, token_id)
-    optimizer = torch.optim.AdamW(
-        method.parameter_groups() + [{"params": [token.weight], "lr": cfg.token_lr, "weight_decay": 0.0}]
-    )
-    ids = model.tokenizer(prompt, padding="max_length", max_length=model.tokenizer.model_max_length,
-                          truncation=True, return_tensors="pt").input_ids
+    ids = prompt_ids(model.tokenizer, [prompt])
     if token_id not in ids[0].tolist():
         raise PipelineError(
             f"prompt {prompt!r} does not fit the tokenizer's {model.tokenizer.model_max_length} tokens: "
             "the concept token was cut"
         )
+    model.text_encoder.requires_grad_(False)
+    model.vae.requires_grad_(False)
+    method.begin_task(TaskContext(task=task, generator=generator, latents=latents, prompt_ids=ids,
+                                  batch_size=cfg.batch_size,
+                                  loss=lambda z0, batch_ids: diffusion_loss(model, z0, batch_ids, generator)))
+    token = TokenRowTrainer(model.text_encoder, token_id)
+    optimizer = torch.optim.AdamW(
+        method.parameter_groups() + [{"params": [token.weight], "lr": cfg.token_lr, "weight_decay": 0.0}]
+    )
     checkpoint = workdir / CHECKPOINT
     start, log = 0, []
     if (checkpoint / "progress.json").exists() and not checkpoint_matches(checkpoint, fingerprint):
@@ -140,16 +160,9 @@ def train_task(
     if (checkpoint / "progress.json").exists():
         start, log = load_checkpoint(checkpoint, method, token, optimizer, generator)
     bar = progress_bar(total=cfg.steps, initial=start, desc=f"train {method.name} task {task}", unit="step")
-    steps_total = model.scheduler.config.num_train_timesteps
     for step in range(start, cfg.steps):
         index = torch.randint(latents.shape[0], (cfg.batch_size,), generator=generator)
-        z0 = latents[index]
-        noise = torch.randn(z0.shape, generator=generator)
-        timesteps = torch.randint(0, steps_total, (cfg.batch_size,), generator=generator)
-        noisy = model.scheduler.add_noise(z0, noise, timesteps)
-        context = model.text_encoder(ids.expand(cfg.batch_size, -1))[0]
-        prediction = model.unet(noisy, timesteps, context).sample
-        diffusion = torch.nn.functional.mse_loss(prediction.float(), noise.float())
+        diffusion = diffusion_loss(model, latents[index], ids.expand(cfg.batch_size, -1), generator)
         extras = method.extra_losses()
         loss = diffusion + sum(extras.values()) if extras else diffusion
         optimizer.zero_grad(set_to_none=True)

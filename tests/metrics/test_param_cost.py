@@ -14,6 +14,22 @@ def test_lora_cost_on_sd_v1_matches_the_fact_sheet():
     assert cost["token_params_per_task"] == 768
 
 
+def test_every_method_has_a_cost_and_sd_v1_matches_the_fact_sheet():
+    from continual_diffusion.methods import METHODS
+
+    sd = build_unet(SD_V1_UNET_CONFIG, device="meta")
+    costs = {m: method_cost(m, {"rank": 16}, sd, 768) for m in METHODS}  # every registered method
+    total = costs["dreambooth"]["unet_params"]
+    for m in ("custom_diffusion_seq", "custom_diffusion_merge", "custom_diffusion_offline", "generative_replay",
+              "custom_diffusion_ewc"):
+        assert costs[m]["unet_trained_per_task"] == 19_169_280 and round(costs[m]["n_param_percent"], 2) == 2.23
+    assert costs["custom_diffusion_ewc"]["unet_stored_per_task"] == 2 * 19_169_280  # weights + Fisher
+    assert costs["custom_diffusion_seq"]["unet_stored_per_task"] == 19_169_280
+    assert costs["dreambooth"]["unet_trained_per_task"] == total and costs["dreambooth"]["n_param_percent"] == 100.0
+    assert costs["textual_inversion"]["unet_trained_per_task"] == 0
+    assert costs["textual_inversion"]["token_params_per_task"] == 768
+
+
 def test_profile_costs_read_the_base_configs(tmp_path):
     import json
 
@@ -35,7 +51,7 @@ def test_profile_costs_read_the_base_configs(tmp_path):
 
 
 def test_unknown_method_and_missing_config_are_clear_errors(tmp_path):
-    with pytest.raises(PipelineError, match="methods.dreambooth: no parameter-cost formula"):
-        method_cost("dreambooth", {}, None, 1)
+    with pytest.raises(PipelineError, match="methods.no_such_method: no parameter-cost formula"):
+        method_cost("no_such_method", {}, None, 1)
     with pytest.raises(PipelineError, match="unet/config.json: base model config missing"):
         profile_costs(config.load(overrides=["profile=smoke"]), tmp_path)

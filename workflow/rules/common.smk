@@ -57,6 +57,11 @@ def code(stage):
     return cd_pipeline.code_files(stage, Path(workflow.basedir))
 
 
+def method_code(stage):
+    """Input function: the stage's code with only the job's own method modules (pipeline.code_files)."""
+    return lambda w: cd_pipeline.code_files(stage, Path(workflow.basedir), method=w.method)
+
+
 def bench_params(benchmark):
     """What a benchmark's data depends on (a Snakemake params rerun trigger)."""
     return json.dumps(cd_config.benchmark_config(CFG, benchmark), sort_keys=True)

@@ -2,7 +2,7 @@
 
 rule evaluate_task:
     input:
-        code=code("evaluate"),
+        code=method_code("evaluate"),
         base=f"models/{PROFILE}/base",
         evaluator=lambda w: f"models/{PROFILE}/evaluator/{w.benchmark}",
         task_data=lambda w: f"data/{PROFILE}/tasks/{w.benchmark}",

@@ -4,7 +4,7 @@
 
 rule train_task:
     input:
-        code=code("train"),
+        code=method_code("train"),
         base=f"models/{PROFILE}/base",
         task_data=lambda w: f"data/{PROFILE}/tasks/{w.benchmark}",
         earlier=earlier_tasks,

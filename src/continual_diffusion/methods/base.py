@@ -3,21 +3,31 @@
 The shared loop (``training.train_task``) owns data, noise, the concept token, the optimizer,
 checkpoints and logs; a method only says what else trains and what else is in the loss:
 
-  prepare(model)                once per job, on the freshly loaded base model
+  prepare(model, env)           once per job, on the freshly loaded base model (env: benchmark, data
+                                folder, seed: what a method may read besides its own state)
   restore_task(task, state)     re-apply a finished earlier task from what ``end_task`` saved
-  begin_task(task, generator)   before training task ``task`` (e.g. a fresh adapter)
+  begin_task(ctx)               before training task ``ctx.task`` (e.g. a fresh adapter, replay images);
+                                ``ctx`` holds the task's latents, prompt ids, generator and loss function
   parameter_groups()            optimizer groups besides the concept token's embedding row
   extra_losses()                named loss terms, already weighted, added to the diffusion loss
   end_task(task)                after training: returns the tensors to save for this task
   step_metrics()                numbers logged every step (e.g. the unweighted penalty)
   task_metrics()                numbers logged per task (e.g. ||A_t B_t||)
-  prepare_inference()           after restoring tasks 1..t: put the model in its sampling state
+  inference_groups(concepts)    which concepts share one model at sampling time (default: all)
+  prepare_inference(concepts)   after restoring tasks 1..t: put the model in its sampling state for
+                                that group of concepts
+
+A method registers itself with ``@register`` in any module of this package (modules are discovered
+at import); its code for the pipeline's rerun decisions is the modules of its class hierarchy
+(``method_code_files``), so adding a method does not rerun the other methods' chains.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, ClassVar
 
 import torch
 
@@ -25,6 +35,8 @@ METHODS: dict[str, type["ContinualMethod"]] = {}
 
 
 def register(cls: type["ContinualMethod"]) -> type["ContinualMethod"]:
+    if cls.name in METHODS and METHODS[cls.name] is not cls:
+        raise ValueError(f"method {cls.name!r} registered twice")
     METHODS[cls.name] = cls
     return cls
 
@@ -35,21 +47,56 @@ def make_method(name: str, params: dict) -> "ContinualMethod":
     return METHODS[name](params)
 
 
+def method_code_files(name: str) -> list[str]:
+    """Repo-relative files (``src/continual_diffusion/...``) of the method's class hierarchy inside
+    this package and of its declared helper modules: its rerun triggers."""
+    if name not in METHODS:
+        raise KeyError(f"unknown method {name!r} (known: {', '.join(sorted(METHODS))})")
+    modules = {ContinualMethod.__module__}
+    modules |= {c.__module__ for c in METHODS[name].__mro__ if isinstance(c, type) and issubclass(c, ContinualMethod)}
+    modules |= {m.__name__ for m in getattr(METHODS[name], "code_modules", ())}
+    return sorted("src/" + m.replace(".", "/") + ".py" for m in modules)
+
+
+@dataclass
+class MethodEnv:
+    """What a job tells a method about its chain (besides the model)."""
+
+    benchmark: str = ""
+    data_root: Path | None = None
+    seed: int = 0
+
+
+@dataclass
+class TaskContext:
+    """One task as the loop trains it: the method may draw extra batches with ``loss``."""
+
+    task: int
+    generator: torch.Generator  # the task's CPU generator (its state is checkpointed)
+    latents: torch.Tensor  # the task's cached VAE latents
+    prompt_ids: torch.Tensor  # 1 x L token ids of "a photo of V*_t"
+    batch_size: int
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = field(repr=False)  # (z0, ids) -> L_diffusion
+
+
 class ContinualMethod(ABC):
     name: ClassVar[str]
+    code_modules: ClassVar[tuple] = ()  # helper modules of this package the method depends on
 
     def __init__(self, params: dict):
         self.params = dict(params)
         self.model = None
+        self.env = MethodEnv()
 
-    def prepare(self, model) -> None:
+    def prepare(self, model, env: MethodEnv | None = None) -> None:
         self.model = model
+        self.env = env or MethodEnv()
 
     @abstractmethod
     def restore_task(self, task: int, state: dict[str, torch.Tensor]) -> None: ...
 
     @abstractmethod
-    def begin_task(self, task: int, generator: torch.Generator) -> None: ...
+    def begin_task(self, ctx: TaskContext) -> None: ...
 
     @abstractmethod
     def parameter_groups(self) -> list[dict]: ...
@@ -74,5 +121,9 @@ class ContinualMethod(ABC):
     def task_metrics(self) -> dict[str, float]:
         return {}
 
-    def prepare_inference(self) -> None:
-        """After ``restore_task`` of tasks 1..t: the model as it samples (default: as restored)."""
+    def inference_groups(self, concepts: list[int]) -> list[list[int]]:
+        """Concepts sampled with one model state (default: one merged model serves all of them)."""
+        return [list(concepts)]
+
+    def prepare_inference(self, concepts: list[int] | None = None) -> None:
+        """After ``restore_task`` of tasks 1..t: the model as it samples ``concepts`` (default: as restored)."""

@@ -17,7 +17,7 @@ import statistics
 import torch
 
 from ..models.lora import PastDeltas, add_kv_lora, frobenius_norms, lora_layers, reset_adapter
-from .base import ContinualMethod, register
+from .base import ContinualMethod, TaskContext, register
 
 ADAPTER = "current"
 
@@ -25,8 +25,8 @@ ADAPTER = "current"
 class _KVLoRA(ContinualMethod):
     penalised: bool = False
 
-    def prepare(self, model) -> None:
-        super().prepare(model)
+    def prepare(self, model, env=None) -> None:
+        super().prepare(model, env)
         add_kv_lora(model.unet, int(self.params["rank"]), self.params.get("alpha"), adapter=ADAPTER)
         self.layers = lora_layers(model.unet, ADAPTER)
         self.past = PastDeltas(model.unet, ADAPTER)
@@ -44,8 +44,8 @@ class _KVLoRA(ContinualMethod):
         self._load_adapter(state)
         self.past.fold()
 
-    def begin_task(self, task: int, generator: torch.Generator) -> None:
-        reset_adapter(self.model.unet, ADAPTER, generator)
+    def begin_task(self, ctx: TaskContext) -> None:
+        reset_adapter(self.model.unet, ADAPTER, ctx.generator)
         self.past.apply()
 
     def parameter_groups(self) -> list[dict]:
@@ -77,7 +77,7 @@ class _KVLoRA(ContinualMethod):
         self.past.fold()
         return state
 
-    def prepare_inference(self) -> None:
+    def prepare_inference(self, concepts=None) -> None:
         """W = W_init + sum of the restored products; the (empty) current adapter contributes 0."""
         with torch.no_grad():
             for layer in self.layers.values():

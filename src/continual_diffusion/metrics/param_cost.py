@@ -3,6 +3,11 @@
 The U-Net is built on the meta device from its config (no weights, no memory), so the same code
 gives the miniature's costs and Stable Diffusion v1.x's. Per task, for U-Net total P_unet:
   lora_sequential, clora   trained = stored = sum_{K/V matrices} r (out + in)     (rank r)
+  custom_diffusion_seq, _merge, _offline, generative_replay
+                           trained = stored = sum_{K/V matrices} out * in       (full K/V weights)
+  custom_diffusion_ewc     trained = sum out * in; stored = 2 sum out * in      (weights + their Fisher)
+  dreambooth               trained = stored = P_unet                            (the whole U-Net)
+  textual_inversion        trained = stored = 0                                 (the token only)
   every method             + one token embedding row (text hidden size) per concept
   N_param = 100 * (U-Net parameters trained per task) / P_unet                    (token excluded,
             as in the paper's table: SD v1.x LoRA r16 0.092%, Custom Diffusion 2.23%)
@@ -17,7 +22,15 @@ from pathlib import Path
 from ..errors import PipelineError
 from ..models.sd_v1 import SD_V1_UNET_CONFIG, build_unet, parameter_costs
 
-LORA_METHODS = ("clora", "lora_sequential")
+# method -> (what it trains per task, how many copies of it are stored per task)
+COSTS = {
+    "clora": ("lora", 1), "lora_sequential": ("lora", 1),
+    "custom_diffusion_seq": ("kv_full", 1), "custom_diffusion_merge": ("kv_full", 1),
+    "custom_diffusion_offline": ("kv_full", 1), "generative_replay": ("kv_full", 1),
+    "custom_diffusion_ewc": ("kv_full", 2),
+    "dreambooth": ("unet", 1),
+    "textual_inversion": ("none", 1),
+}
 
 
 def unet_from_config(config: dict):
@@ -27,15 +40,18 @@ def unet_from_config(config: dict):
 
 def method_cost(method: str, params: dict, unet, token_dim: int) -> dict:
     """Parameters trained and stored per task by ``method`` with ``params`` on ``unet``."""
-    if method not in LORA_METHODS:
+    if method not in COSTS:
         raise PipelineError(f"methods.{method}: no parameter-cost formula (metrics/param_cost.py)")
-    costs = parameter_costs(unet, rank=int(params["rank"]))
+    kind, copies = COSTS[method]
+    costs = parameter_costs(unet, rank=int(params.get("rank", 1)))
+    trained = {"lora": costs["lora_params"], "kv_full": costs["kv_full_params"], "unet": costs["unet_params"],
+               "none": 0}[kind]
     return {
         "unet_params": costs["unet_params"],
-        "unet_trained_per_task": costs["lora_params"],
-        "unet_stored_per_task": costs["lora_params"],
+        "unet_trained_per_task": trained,
+        "unet_stored_per_task": copies * trained,
         "token_params_per_task": token_dim,
-        "n_param_percent": costs["lora_percent"],
+        "n_param_percent": 100.0 * trained / costs["unet_params"],
     }
 
 

@@ -1,0 +1,194 @@
+"""Custom Diffusion (Kumari et al., 2023) as continual baselines: the full cross-attention K/V weights
+(every ``attn2.to_k`` / ``attn2.to_v``) and the concept token train, nothing else.
+
+  custom_diffusion_seq      sequential: task t continues from the weights after task t-1 (forgets)
+  custom_diffusion_offline  upper bound, not continual: task t trains from the base alone; concept i is
+                            sampled with its own weights W_i (one model per concept). The only trace
+                            of earlier tasks is the new token's initial scale when
+                            ``train.token_init_norm`` is "mean" (the vocabulary's mean row norm, earlier
+                            concept rows included); with a number it is fully independent (tested)
+  custom_diffusion_merge    task t trains from the base; the model after task t is Custom Diffusion's
+                            closed-form constrained merge of W_1..W_t (``models/kv_merge.py``):
+                              W* = argmin_W ||(W - W0) C_reg^T||^2  s.t.  W c = W_i c  for every row c
+                              of concept i's constrained features, i <= t
+                            The constrained rows of concept i are the text features of "a photo of V*_i"
+                            from V*_i through the first end-of-text token (the positions V*_i changes;
+                            earlier positions are common to all prompts and stay with W0 through C_reg).
+                            C_reg: features of the regularization prompts (``regularization_prompts``:
+                            "pool" = the benchmark's generic captions, or a list), every non-padding position.
+Saved per task: ``<module>.weight`` of every K/V projection (out x in).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import torch
+
+from ..errors import PipelineError
+from ..models import kv_merge
+from ..models.sd_v1 import kv_shapes
+from ..models.tokens import concept_token, prompt_for
+from .base import ContinualMethod, TaskContext, register
+
+log = logging.getLogger(__name__)
+
+
+def kv_linears(unet) -> dict[str, torch.nn.Linear]:
+    """Cross-attention K/V projections by module name."""
+    modules = dict(unet.named_modules())
+    return {name: modules[name] for name in sorted(kv_shapes(unet))}
+
+
+class KVFineTuning(ContinualMethod):
+    """Trains the K/V weights themselves (lr ``lr``); subclasses say where a task starts from."""
+
+    code_modules = (kv_merge,)
+
+    def prepare(self, model, env=None) -> None:
+        super().prepare(model, env)
+        model.unet.requires_grad_(False)
+        self.linears = kv_linears(model.unet)
+        if not self.linears:
+            raise PipelineError("the U-Net has no cross-attention attn2.to_k / attn2.to_v modules")
+        self.w_base = {n: m.weight.detach().clone() for n, m in self.linears.items()}
+
+    def _set_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            for name, module in self.linears.items():
+                module.weight.copy_(weights[name].to(module.weight.dtype))
+
+    def _weights(self) -> dict[str, torch.Tensor]:
+        return {n: m.weight.detach().clone().contiguous() for n, m in self.linears.items()}
+
+    def begin_task(self, ctx: TaskContext) -> None:
+        self.ctx = ctx
+        for module in self.linears.values():
+            module.weight.requires_grad_(True)
+
+    def parameter_groups(self) -> list[dict]:
+        return [{"params": [m.weight for m in self.linears.values()], "lr": float(self.params["lr"]),
+                 "weight_decay": float(self.params.get("weight_decay", 0.0))}]
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        return {f"{n}.weight": w for n, w in self._weights().items()}
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        self._set_weights({n: state[f"{n}.weight"] for n in self.linears})
+
+    def end_task(self, task: int) -> dict[str, torch.Tensor]:
+        for module in self.linears.values():
+            module.weight.requires_grad_(False)
+        weights = self._weights()
+        self._drift = {n: float((weights[n] - self.w_base[n]).norm()) for n in weights}
+        return {f"{n}.weight": w for n, w in weights.items()}
+
+    def task_metrics(self) -> dict[str, float]:
+        drift = getattr(self, "_drift", {})
+        return {"kv_drift_from_base_mean": sum(drift.values()) / len(drift)} if drift else {}
+
+
+@register
+class CustomDiffusionSequential(KVFineTuning):
+    name = "custom_diffusion_seq"
+
+    def restore_task(self, task: int, state: dict[str, torch.Tensor]) -> None:
+        self._set_weights({n: state[f"{n}.weight"] for n in self.linears})
+
+
+class _PerTaskFromBase(KVFineTuning):
+    """Each task trains from the base weights; the restored tasks' weights are kept per task."""
+
+    def prepare(self, model, env=None) -> None:
+        super().prepare(model, env)
+        self.task_weights: dict[int, dict[str, torch.Tensor]] = {}
+
+    def restore_task(self, task: int, state: dict[str, torch.Tensor]) -> None:
+        self.task_weights[task] = {n: state[f"{n}.weight"] for n in self.linears}
+
+    def begin_task(self, ctx: TaskContext) -> None:
+        self._set_weights(self.w_base)
+        super().begin_task(ctx)
+
+
+@register
+class CustomDiffusionOffline(_PerTaskFromBase):
+    name = "custom_diffusion_offline"
+
+    def inference_groups(self, concepts: list[int]) -> list[list[int]]:
+        return [[c] for c in concepts]
+
+    def prepare_inference(self, concepts: list[int] | None = None) -> None:
+        if not concepts or len(concepts) != 1:
+            raise ValueError("custom_diffusion_offline samples one concept per model")
+        self._set_weights(self.task_weights[concepts[0]])
+
+
+def token_span_features(model, token: str) -> torch.Tensor:
+    """Text features (k x d) of "a photo of <token>" from the token through the first end-of-text."""
+    from ..training import prompt_ids
+
+    ids = prompt_ids(model.tokenizer, [prompt_for(token)])[0]
+    token_id = model.tokenizer.convert_tokens_to_ids(token)
+    start = ids.tolist().index(token_id)
+    eos = model.tokenizer.eos_token_id
+    stop = next((i for i in range(start + 1, len(ids)) if int(ids[i]) == eos), len(ids) - 1)
+    with torch.no_grad():
+        features = model.text_encoder(ids[None])[0][0]
+    return features[start:stop + 1].double()
+
+
+def prompt_features(model, prompts: list[str], batch: int = 64) -> torch.Tensor:
+    """Text features of every non-padding position (through the first end-of-text) of ``prompts``."""
+    from ..training import prompt_ids
+
+    rows = []
+    eos = model.tokenizer.eos_token_id
+    for start in range(0, len(prompts), batch):
+        ids = prompt_ids(model.tokenizer, prompts[start:start + batch])
+        with torch.no_grad():
+            features = model.text_encoder(ids)[0]
+        for row_ids, row in zip(ids.tolist(), features):
+            end = row_ids.index(eos, 1) if eos in row_ids[1:] else len(row_ids) - 1
+            rows.append(row[:end + 1])
+    return torch.cat(rows).double()
+
+
+def regularization_prompts(params: dict, env) -> list[str]:
+    """``regularization_prompts``: "pool" (the benchmark's generic captions, unique, sorted) or a list."""
+    source = params.get("regularization_prompts", "pool")
+    count = int(params.get("regularization_count", 200))
+    if source == "pool":
+        path = env.data_root / "pool" / env.benchmark / "captions.json" if env.data_root else None
+        if path is None or not path.exists():
+            raise PipelineError(f"{path}: no generic captions for methods.custom_diffusion_merge."
+                                "regularization_prompts=pool (give a list of prompts for real data)")
+        prompts = sorted(set(json.loads(path.read_text())))
+    elif isinstance(source, list) and source:
+        prompts = [str(p) for p in source]
+    else:
+        raise PipelineError("methods.custom_diffusion_merge.regularization_prompts: 'pool' or a list of prompts")
+    if len(prompts) > count:  # evenly spaced, deterministic
+        prompts = [prompts[round(i * (len(prompts) - 1) / (count - 1))] for i in range(count)]
+    return prompts
+
+
+@register
+class CustomDiffusionMerge(_PerTaskFromBase):
+    name = "custom_diffusion_merge"
+
+    def merged_weights(self, tasks: list[int]) -> dict[str, torch.Tensor]:
+        """Custom Diffusion's constrained merge of the restored tasks' weights (module docstring)."""
+        reg = prompt_features(self.model, regularization_prompts(self.params, self.env))
+        spans = {t: token_span_features(self.model, concept_token(t)) for t in tasks}
+        ridge = float(self.params.get("ridge", 1e-6))
+        return {
+            name: kv_merge.constrained_merge(self.w_base[name], reg,
+                                             [(self.task_weights[t][name], spans[t]) for t in tasks], ridge)
+            for name in self.linears
+        }
+
+    def prepare_inference(self, concepts: list[int] | None = None) -> None:
+        tasks = sorted(self.task_weights)
+        self._set_weights(self.merged_weights(tasks) if tasks else self.w_base)
