@@ -56,7 +56,8 @@ def method_cost(method: str, params: dict, unet, token_dim: int) -> dict:
 
 
 def profile_costs(cfg: dict, base: Path) -> dict:
-    """{"base": {method: cost}, "sd_v1": {method: cost}} for the methods of ``train.methods``: the
+    """{"base": {method: cost}, "sd_v1": {method: cost}} for every method of ``methods`` (those of
+    ``train.methods`` first): the
     profile's own U-Net (``base``/unet/config.json) and, for comparison with the paper, SD v1.x with
     the paper's rank (``profiles.paper_faces`` methods)."""
     config_path = Path(base) / "unet" / "config.json"
@@ -69,7 +70,7 @@ def profile_costs(cfg: dict, base: Path) -> dict:
     sd_unet = build_unet(SD_V1_UNET_CONFIG, device="meta")
     paper_methods = cfg["profiles"].get("paper_faces", {}).get("methods", {})
     out: dict = {"base": {}, "sd_v1": {}}
-    for m in cfg["train"]["methods"]:
+    for m in sorted(cfg["methods"], key=lambda m: (m not in cfg["train"]["methods"], m)):  # every method
         out["base"][m] = method_cost(m, cfg["methods"][m], unet, token_dim)
         out["sd_v1"][m] = method_cost(m, {**cfg["methods"][m], **paper_methods.get(m, {})}, sd_unet, 768)
     return out
@@ -83,6 +84,8 @@ def markdown(costs: dict, profile: str) -> str:
         for m, c in costs[where].items():
             lines.append(f"| {label} | {m} | {c['unet_trained_per_task']:,} | {c['unet_stored_per_task']:,} | "
                          f"{c['n_param_percent']:.4g} | {c['token_params_per_task']} |")
-    lines += ["", "N_param = 100 * U-Net parameters trained per task / all U-Net parameters; LoRA: sum over the",
-              "cross-attention K/V matrices of r (out + in). Counted on the meta device from the U-Net config.", ""]
+    lines += ["", "N_param = 100 * U-Net parameters trained per task / all U-Net parameters. LoRA / C-LoRA: sum over",
+              "the cross-attention K/V matrices of r (out + in); Custom Diffusion variants and replay: sum of",
+              "out * in over those matrices (EWC stores their Fisher too: 2x); DreamBooth: every U-Net parameter;",
+              "Textual Inversion: none (the token only). Counted on the meta device from the U-Net config.", ""]
     return "\n".join(lines)
