@@ -1,7 +1,5 @@
 """DreamBooth (sequential): the whole U-Net trains; prior preservation adds its own loss term."""
 
-import torch
-
 from tests.methods.helpers import changed, snapshot, train_tasks
 from tests.model_fixtures import tiny_model
 
@@ -20,13 +18,10 @@ def test_the_whole_unet_and_the_token_train(tmp_path):
 
 
 def test_prior_preservation_is_a_logged_loss_term_when_on(tmp_path):
-    from tests.methods import helpers
-
     params = {"lr": 1e-3, "prior_weight": 1.0, "prior_images": 2, "prior_prompt": "a photo of a person",
               "prior_steps": 2}
     _, method, _ = train_tasks(tmp_path, "dreambooth", params, tasks=(1,))
     assert method.prior is not None and len(method.prior) == 2
-    logs = []
     _, off, _ = train_tasks(tmp_path / "off", "dreambooth", {"lr": 1e-3, "prior_weight": 0.0}, tasks=(1,))
     assert off.prior is None and off.extra_losses() == {}
     assert "prior" in method.extra_losses()

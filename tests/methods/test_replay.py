@@ -3,8 +3,10 @@
 import torch
 
 from continual_diffusion.methods.generated import GeneratedSet
-from tests.methods.helpers import train_tasks
-from tests.model_fixtures import task_latents
+from continual_diffusion.models.tokens import add_concept_token
+from continual_diffusion.training import train_task
+from tests.methods.helpers import CFG, train_tasks
+from tests.model_fixtures import task_latents, tiny_model
 
 PARAMS = {"lr": 1e-2, "replay_per_concept": 3, "replay_steps": 2, "replay_guidance": 3.0, "replay_batch_size": 4}
 
@@ -21,10 +23,6 @@ def test_replay_batches_hold_generated_images_of_past_concepts_only(tmp_path):
 
     assert method.replay is not None and len(method.replay) == 3  # task 2 replays concept 1 x 3
     assert set(method.replay.groups.tolist()) == {1}
-    from tests.methods.helpers import CFG
-    from continual_diffusion.models.tokens import add_concept_token
-    from continual_diffusion.training import train_task
-
     token_id = add_concept_token(model.tokenizer, model.text_encoder, "<v3>", torch.Generator().manual_seed(3))
     method.extra_losses = spy
     log = train_task(model, method, 3, token_id, "a photo of <v3>", task_latents(model, 3), CFG, tmp_path / "w3")
@@ -42,8 +40,6 @@ def test_replay_batches_hold_generated_images_of_past_concepts_only(tmp_path):
 
 
 def test_generated_set_is_seeded_per_image(tmp_path):
-    from tests.model_fixtures import tiny_model
-
     model = tiny_model(tmp_path)
     a = GeneratedSet.generate(model, {1: "a photo of a person", 2: "a photo"}, 2, seed=0, task=2, steps=2,
                               guidance=2.0, batch_size=4)

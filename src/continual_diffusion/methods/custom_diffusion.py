@@ -22,7 +22,6 @@ Saved per task: ``<module>.weight`` of every K/V projection (out x in).
 from __future__ import annotations
 
 import json
-import logging
 
 import torch
 
@@ -31,8 +30,6 @@ from ..models import kv_merge
 from ..models.sd_v1 import kv_shapes
 from ..models.tokens import concept_token, prompt_for
 from .base import ContinualMethod, TaskContext, register
-
-log = logging.getLogger(__name__)
 
 
 def kv_linears(unet) -> dict[str, torch.nn.Linear]:
