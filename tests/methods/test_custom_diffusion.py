@@ -5,12 +5,14 @@ import json
 import pytest
 import torch
 
+from continual_diffusion.chain import load_task_images
 from continual_diffusion.errors import PipelineError
 from continual_diffusion.methods import MethodEnv, make_method
-from continual_diffusion.methods.custom_diffusion import kv_linears, token_span_features
-from continual_diffusion.models.tokens import set_concept_token
-from tests.methods.helpers import changed, snapshot, train_tasks
-from tests.model_fixtures import CAPTIONS, tiny_model
+from continual_diffusion.methods.custom_diffusion import kv_linears, real_concept_set, token_span_features
+from continual_diffusion.models.tokens import add_concept_token, concept_token, prompt_for, set_concept_token
+from continual_diffusion.training import encode_latents, prompt_ids, train_task
+from tests.methods.helpers import CFG, changed, snapshot, train_tasks
+from tests.model_fixtures import CAPTIONS, task_latents, tiny_model, write_task
 
 PARAMS = {"lr": 1e-2}
 
@@ -99,3 +101,53 @@ def test_merge_without_regularization_prompts_is_a_clear_error(tmp_path):
     merge.restore_task(2, {f"{n}.weight": w for n, w in merge.w_base.items()})
     with pytest.raises(PipelineError, match="captions.json: no generic captions"):
         merge.prepare_inference([1, 2])
+
+
+JOINT = {**PARAMS, "mode": "joint"}
+
+
+def joint_data(tmp_path, tasks=(1, 2)):
+    for task in tasks:
+        write_task(tmp_path / "tasks" / "faces" / f"task_{task:02d}", seed=task, n=3)
+
+
+def test_joint_offline_trains_task_t_from_the_base_on_the_real_images_of_concepts_1_to_t(tmp_path):
+    joint_data(tmp_path / "a")
+    model, method, joint = train_tasks(tmp_path / "a", "custom_diffusion_offline", JOINT, tasks=(1, 2), token_init_norm=1.0)
+    past = real_concept_set(model, method.env, [1])  # what task 2 mixed in: concept 1's real images only
+    assert torch.equal(past.latents, encode_latents(model.vae, load_task_images(tmp_path / "a" / "tasks" / "faces" / "task_01")))
+    assert torch.equal(past.ids, prompt_ids(model.tokenizer, [prompt_for("<v1>")] * 3)) and past.groups.tolist() == [1] * 3
+    _, _, separate = train_tasks(tmp_path / "b", "custom_diffusion_offline", PARAMS, tasks=(1, 2), token_init_norm=1.0)
+    assert all(torch.equal(joint[1][k], separate[1][k]) for k in joint[1])  # task 1: nothing to mix in
+    assert any(not torch.equal(joint[2][k], separate[2][k]) for k in joint[2])  # task 2: the joint term acts
+    # task 2 starts from the base: task 1's K/V weights (unlike its token) do not reach it
+    joint_data(tmp_path / "c")
+    model_c, method_c, _ = train_tasks(tmp_path / "c", "custom_diffusion_offline", JOINT, tasks=(1,), token_init_norm=1.0)
+    method_c.restore_task(1, {k: torch.randn_like(v) for k, v in joint[1].items()})
+    with torch.no_grad():  # the model left in any state: task 2 resets the K/V weights to the base
+        for linear in kv_linears(model_c.unet).values():
+            linear.weight.copy_(torch.randn_like(linear.weight))
+    token_id = add_concept_token(model_c.tokenizer, model_c.text_encoder, concept_token(2), torch.Generator().manual_seed(2),
+                                 init_norm=1.0)
+    log = train_task(model_c, method_c, 2, token_id, prompt_for("<v2>"), task_latents(model_c, 2), CFG, tmp_path / "c" / "w2")
+    assert all("joint" in entry for entry in log)  # the term of concepts < t, every step
+    again = method_c.end_task(2)
+    assert all(torch.equal(again[k], joint[2][k]) for k in joint[2])
+
+
+def test_joint_offline_samples_every_concept_with_the_model_after_the_last_task(tmp_path):
+    joint_data(tmp_path)
+    model, method, states = train_tasks(tmp_path, "custom_diffusion_offline", JOINT, tasks=(1, 2))
+    fresh = make_method("custom_diffusion_offline", JOINT)
+    fresh.prepare(model, method.env)
+    for task in (1, 2):
+        fresh.restore_task(task, states[task])
+    assert fresh.inference_groups([1, 2]) == [[1, 2]]
+    fresh.prepare_inference([1, 2])
+    for name, linear in kv_linears(model.unet).items():
+        assert torch.equal(linear.weight, states[2][f"{name}.weight"])
+
+
+def test_offline_mode_is_checked(tmp_path):
+    with pytest.raises(PipelineError, match="methods.custom_diffusion_offline.mode: one of separate, joint, got 'both'"):
+        make_method("custom_diffusion_offline", {**PARAMS, "mode": "both"}).prepare(tiny_model(tmp_path))

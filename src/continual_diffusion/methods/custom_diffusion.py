@@ -2,11 +2,17 @@
 (every ``attn2.to_k`` / ``attn2.to_v``) and the concept token train, nothing else.
 
   custom_diffusion_seq      sequential: task t continues from the weights after task t-1 (forgets)
-  custom_diffusion_offline  upper bound, not continual: task t trains from the base alone; concept i is
+  custom_diffusion_offline  upper bound, not continual; ``mode``:
+                            "separate" (default): task t trains from the base alone; concept i is
                             sampled with its own weights W_i (one model per concept). The only trace
                             of earlier tasks is the new token's initial scale when
                             ``train.token_init_norm`` is "mean" (the vocabulary's mean row norm, earlier
                             concept rows included); with a number it is fully independent (tested)
+                            "joint": task t trains from the base on the real images of concepts 1..t
+                            together (they are kept: not a continual method), each with its own prompt,
+                              L = L_diffusion(batch of concept t) + (t-1) L_diffusion(batch of concepts < t)
+                            so every concept weighs the same; past tokens stay as learned in their own
+                            task. The model after task t samples every concept.
   custom_diffusion_merge    task t trains from the base; the model after task t is Custom Diffusion's
                             closed-form constrained merge of W_1..W_t (``models/kv_merge.py``):
                               W* = argmin_W ||(W - W0) C_reg^T||^2  s.t.  W c = W_i c  for every row c
@@ -29,7 +35,9 @@ from ..errors import PipelineError
 from ..models import kv_merge
 from ..models.sd_v1 import kv_shapes
 from ..models.tokens import concept_token, prompt_for
+from . import generated
 from .base import ContinualMethod, TaskContext, register
+from .generated import GeneratedSet
 
 
 def kv_linears(unet) -> dict[str, torch.nn.Linear]:
@@ -109,14 +117,60 @@ class _PerTaskFromBase(KVFineTuning):
         super().begin_task(ctx)
 
 
+OFFLINE_MODES = ("separate", "joint")
+
+
+def real_concept_set(model, env, concepts: list[int]) -> GeneratedSet:
+    """The real training images of ``concepts`` as VAE latents, each with "a photo of V*_i"."""
+    from ..chain import load_task_images
+    from ..training import encode_latents, prompt_ids
+
+    if env.data_root is None:
+        raise PipelineError("custom_diffusion_offline mode joint needs the data folder of the chain")
+    latents, prompts, groups = [], [], []
+    for concept in concepts:
+        z = encode_latents(model.vae, load_task_images(env.data_root / "tasks" / env.benchmark / f"task_{concept:02d}"))
+        latents.append(z)
+        prompts += [prompt_for(concept_token(concept))] * z.shape[0]
+        groups += [concept] * z.shape[0]
+    return GeneratedSet(torch.cat(latents), prompt_ids(model.tokenizer, prompts), torch.tensor(groups, dtype=torch.long))
+
+
 @register
 class CustomDiffusionOffline(_PerTaskFromBase):
     name = "custom_diffusion_offline"
+    code_modules = _PerTaskFromBase.code_modules + (generated,)
+
+    @property
+    def mode(self) -> str:
+        mode = self.params.get("mode", "separate")
+        if mode not in OFFLINE_MODES:
+            raise PipelineError(f"methods.custom_diffusion_offline.mode: one of {', '.join(OFFLINE_MODES)}, got {mode!r}")
+        return mode
+
+    def prepare(self, model, env=None) -> None:
+        self.mode  # fail fast on a wrong mode
+        super().prepare(model, env)
+
+    def begin_task(self, ctx: TaskContext) -> None:
+        super().begin_task(ctx)
+        self.past = None
+        if self.mode == "joint" and ctx.task > 1:
+            self.past = real_concept_set(self.model, self.env, list(range(1, ctx.task)))
+
+    def extra_losses(self) -> dict[str, torch.Tensor]:
+        if getattr(self, "past", None) is None:
+            return {}
+        latents, ids, _ = self.past.draw(self.ctx.batch_size, self.ctx.generator)
+        return {"joint": (self.ctx.task - 1) * self.ctx.loss(latents, ids)}
 
     def inference_groups(self, concepts: list[int]) -> list[list[int]]:
-        return [[c] for c in concepts]
+        return [list(concepts)] if self.mode == "joint" else [[c] for c in concepts]
 
     def prepare_inference(self, concepts: list[int] | None = None) -> None:
+        if self.mode == "joint":  # the model after the last restored task knows every concept
+            self._set_weights(self.task_weights[max(self.task_weights)] if self.task_weights else self.w_base)
+            return
         if not concepts or len(concepts) != 1:
             raise ValueError("custom_diffusion_offline samples one concept per model")
         self._set_weights(self.task_weights[concepts[0]])
