@@ -8,7 +8,7 @@ import torch
 from continual_diffusion.chain import load_task_images
 from continual_diffusion.errors import PipelineError
 from continual_diffusion.methods import MethodEnv, make_method
-from continual_diffusion.methods.custom_diffusion import kv_linears, real_concept_set, token_span_features
+from continual_diffusion.methods.custom_diffusion import kv_linears, real_concept_set, token_features
 from continual_diffusion.models.tokens import add_concept_token, concept_token, prompt_for, set_concept_token
 from continual_diffusion.training import encode_latents, prompt_ids, train_task
 from tests.methods.helpers import CFG, changed, snapshot, train_tasks
@@ -81,8 +81,8 @@ def test_merge_reproduces_each_concept_tokens_kv_outputs(tmp_path):
     model = restored(tmp_path / "m", trained, states, params, (1, 2), env)
     base = dict(kv_linears(tiny_model(tmp_path / "b").unet))
     for task in (1, 2):
-        c = token_span_features(model, f"<v{task}>").float()
-        assert c.shape[0] == 2  # the token and the end-of-text after it
+        c = token_features(model, f"<v{task}>").float()
+        assert c.shape[0] == 1  # the concept token's row (Custom Diffusion's target word)
         for name, linear in kv_linears(model.unet).items():
             own = states[task][f"{name}.weight"] @ c.T
             torch.testing.assert_close(linear.weight.detach() @ c.T, own, rtol=1e-4, atol=1e-4)

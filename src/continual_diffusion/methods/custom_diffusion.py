@@ -17,9 +17,13 @@
                             closed-form constrained merge of W_1..W_t (``models/kv_merge.py``):
                               W* = argmin_W ||(W - W0) C_reg^T||^2  s.t.  W c = W_i c  for every row c
                               of concept i's constrained features, i <= t
-                            The constrained rows of concept i are the text features of "a photo of V*_i"
-                            from V*_i through the first end-of-text token (the positions V*_i changes;
-                            earlier positions are common to all prompts and stay with W0 through C_reg).
+                            The constrained row of concept i is the text feature of V*_i at its position
+                            in "a photo of V*_i" (Custom Diffusion's "target word"; our prompts have no
+                            class word). Not the end-of-text rows after it: those are nearly the same for
+                            every concept (cosine 0.98-1.00 in the miniature), so their constraints
+                            conflict, C M^-1 C^T is ill-conditioned (cond 4e5 for 10 faces concepts) and
+                            the merged K/V norms grew to 50x the base: samples were noise
+                            (benchmarks/results/merge_constraint_rows.md).
                             C_reg: features of the regularization prompts (``regularization_prompts``:
                             "pool" = the benchmark's generic captions, or a list), every non-padding position.
 Saved per task: ``<module>.weight`` of every K/V projection (out x in).
@@ -176,18 +180,15 @@ class CustomDiffusionOffline(_PerTaskFromBase):
         self._set_weights(self.task_weights[concepts[0]])
 
 
-def token_span_features(model, token: str) -> torch.Tensor:
-    """Text features (k x d) of "a photo of <token>" from the token through the first end-of-text."""
+def token_features(model, token: str) -> torch.Tensor:
+    """Text feature (1 x d) of ``token`` at its position in "a photo of <token>"."""
     from ..training import prompt_ids
 
     ids = prompt_ids(model.tokenizer, [prompt_for(token)])[0]
-    token_id = model.tokenizer.convert_tokens_to_ids(token)
-    start = ids.tolist().index(token_id)
-    eos = model.tokenizer.eos_token_id
-    stop = next((i for i in range(start + 1, len(ids)) if int(ids[i]) == eos), len(ids) - 1)
+    position = ids.tolist().index(model.tokenizer.convert_tokens_to_ids(token))
     with torch.no_grad():
         features = model.text_encoder(ids[None])[0][0]
-    return features[start:stop + 1].double()
+    return features[position:position + 1].double()
 
 
 def prompt_features(model, prompts: list[str], batch: int = 64) -> torch.Tensor:
@@ -232,11 +233,11 @@ class CustomDiffusionMerge(_PerTaskFromBase):
     def merged_weights(self, tasks: list[int]) -> dict[str, torch.Tensor]:
         """Custom Diffusion's constrained merge of the restored tasks' weights (module docstring)."""
         reg = prompt_features(self.model, regularization_prompts(self.params, self.env))
-        spans = {t: token_span_features(self.model, concept_token(t)) for t in tasks}
+        rows = {t: token_features(self.model, concept_token(t)) for t in tasks}
         ridge = float(self.params.get("ridge", 1e-6))
         return {
             name: kv_merge.constrained_merge(self.w_base[name], reg,
-                                             [(self.task_weights[t][name], spans[t]) for t in tasks], ridge)
+                                             [(self.task_weights[t][name], rows[t]) for t in tasks], ridge)
             for name in self.linears
         }
 
