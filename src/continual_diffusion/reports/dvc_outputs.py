@@ -22,9 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from ..io_utils import atomic_directory, json_text
-from .figures import adapter_history, metric_keys
-
-PLOT_FILES = ("concept1.csv", "just_learned.csv", "final.csv", "clora_plasticity.csv")
+from ..summary import summary_keys as metric_keys
+from .figures import adapter_history
 
 
 def _round(x: float) -> float | None:

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import PipelineError
 from ..io_utils import atomic_directory
+from ..summary import summary_keys as metric_keys
 from . import method_name
 
 SAVE = {"dpi": 100, "metadata": {"Software": None}}  # no version string: reruns are byte-identical
@@ -31,14 +32,6 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def metric_keys(summary: dict) -> list[str]:
-    keys: list[str] = []
-    for methods in summary.values():
-        for entry in methods.values():
-            keys += [k for k in entry if k != "seeds" and k not in keys]
-    return keys
 
 
 def concept_curves(summary: dict, key: str, path: Path) -> None:
