@@ -13,7 +13,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: run test install repro lint dvc-yaml
+.PHONY: run test install repro lint dvc-yaml readme-results
 
 install: $(VENV)/.installed
 
@@ -28,6 +28,11 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 run: install
 	@mkdir -p logs
 	snakemake --cores $(CORES) 2>&1 | tee logs/make-run.log
+	snakemake --report reports/report.html 2>&1 | tee -a logs/make-run.log
+
+# after `make run`: copy the default run's table into the README's results section
+readme-results: install
+	cdiff readme-results --tables reports/tiny/tables
 
 repro: install
 	dvc repro

@@ -7,6 +7,8 @@ min_version("9.0")
 
 configfile: "params.yaml"
 
+report: "workflow/report/workflow.rst"
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/model.smk"

@@ -8,7 +8,8 @@ import pytest
 from continual_diffusion.cli import build_parser, main
 from tests.helpers import REPO
 
-SUBCOMMANDS = ["config", "prepare-data", "generic-pool", "dvc-yaml", "dvc-record"]
+SUBCOMMANDS = ["config", "prepare-data", "generic-pool", "dvc-yaml", "dvc-record", "tables", "figures", "audit", "dvc-outputs",
+               "readme-results", "export"]
 
 
 def cdiff(*args, cwd=REPO):

@@ -2,6 +2,7 @@
 has run, a second invocation of either has nothing to do."""
 
 import json
+import subprocess
 import sys
 
 import pytest
@@ -64,6 +65,39 @@ def test_snakemake_builds_the_task_folders_and_records_them_in_dvc(via_snakemake
     for stage in ("prepare_data", "base_model", "evaluator", "train", "evaluate", "report"):
         assert f"  {stage}:" in lock, stage
     assert "data/smoke" in lock and "runs/smoke" in lock
+
+
+def test_the_report_stage_writes_tables_figures_audit_and_dvc_files(via_snakemake):
+    reports = via_snakemake / "reports" / "smoke"
+    for benchmark in BENCHMARKS:
+        assert {f"{benchmark}.{ext}" for ext in ("md", "csv", "tex")} <= {p.name for p in (reports / "tables").iterdir()}
+        assert (reports / "figures" / f"heatmap_{benchmark}_mmd.png").stat().st_size > 1000
+    assert (reports / "figures" / "clora_plasticity.png").exists()
+    audit = (reports / "audit" / "audit.md").read_text()
+    assert "## Summary" in audit and "C-LoRA's parameter cost is 0.092% of SD v1.x's U-Net" in audit
+    metrics = json.loads((reports / "metrics.json").read_text())
+    assert set(metrics) == set(BENCHMARKS) and {"A", "F", "P"} == set(metrics["faces"]["clora"]["mmd"])
+    # DVC reads them through dvc.yaml's top-level metrics and plots
+    shown = run(["dvc", "metrics", "show", "--md"], via_snakemake).stdout
+    assert "faces.clora.mmd.A" in shown and "reports/smoke/metrics.json" in shown
+    plots = run(["dvc", "plots", "show", "--json"], via_snakemake).stdout
+    data = json.loads(plots)
+    assert "errors" not in data, data.get("errors")
+    assert "Concept 1 over the task sequence, R[t, 1]" in data["data"]
+    assert any(k.endswith("clora_plasticity.png") for k in data["data"])
+    subprocess.run(["git", "add", "-A"], cwd=via_snakemake, check=True, capture_output=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run"], cwd=via_snakemake,
+                   check=True)
+    table = run(["dvc", "exp", "show", "--md"], via_snakemake).stdout  # needs a commit to show the workspace
+    assert "faces.clora.mmd.A" in table and "train.methods" in table
+
+
+def test_snakemake_report_builds_the_html_report(via_snakemake, tmp_path):
+    html = tmp_path / "report.html"
+    run(["snakemake", "--report", str(html)], via_snakemake)
+    text = html.read_text(errors="replace")
+    for name in ("clora_plasticity.png", "audit.md", "faces.csv", "grid_faces_seed_0.png"):
+        assert name in text, name
 
 
 def test_after_snakemake_dvc_repro_is_a_noop(via_snakemake):

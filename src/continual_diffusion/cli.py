@@ -155,6 +155,12 @@ def cmd_evaluate_task(args: argparse.Namespace) -> None:
                   args.out, Path("data") / cfg["profile"])
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from .reports.export import export_main
+
+    export_main(args, _config(args))
+
+
 def cmd_summary(args: argparse.Namespace) -> None:
     from .summary import summarize
 
@@ -189,6 +195,77 @@ def cmd_grids(args: argparse.Namespace) -> None:
     write_grids(args.results, Path("data") / cfg["profile"], cfg["benchmarks"], cfg["train"]["methods"], cfg["seeds"],
                 _n_tasks(cfg), cfg["report"]["grid_tasks"],
                 cfg["report"]["grid_images"], args.out)
+
+
+def _read_json_file(path: Path, what: str) -> dict:
+    import json
+
+    if not path.exists():
+        raise PipelineError(f"{path}: {what} missing (run its rule first)")
+    return json.loads(path.read_text())
+
+
+def _in_method_order(summary: dict, cfg: dict) -> dict:
+    """summary.json's methods (stored with sorted keys) in the order of train.methods, then any others."""
+    order = list(cfg["train"]["methods"])
+    return {b: dict(sorted(methods.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order),
+                                                             kv[0])))
+            for b, methods in summary.items()}
+
+
+def _summary_and_costs(args: argparse.Namespace, cfg: dict) -> tuple[dict, dict]:
+    return (_in_method_order(_read_json_file(args.summary / "summary.json", "continual summary"), cfg),
+            _read_json_file(args.costs / "parameter_cost.json", "parameter costs"))
+
+
+def cmd_tables(args: argparse.Namespace) -> None:
+    from .reports.tables import write_tables
+
+    cfg = _config(args)
+    summary, costs = _summary_and_costs(args, cfg)
+    write_tables(summary, costs, cfg["profile"], args.out)
+
+
+def cmd_figures(args: argparse.Namespace) -> None:
+    from .reports.figures import write_figures
+
+    cfg = _config(args)
+    summary = _in_method_order(_read_json_file(args.summary / "summary.json", "continual summary"), cfg)
+    write_figures(summary, args.out, args.runs, cfg["seeds"], _n_tasks(cfg))
+
+
+def _scope(cfg: dict) -> dict:
+    paper = cfg["model"]["base"] == "stable_diffusion" and not any(
+        cfg["data"][b]["source"].startswith("synthetic_") for b in cfg["benchmarks"])
+    return {"profile": cfg["profile"], "setting": "paper" if paper else "miniature",
+            "setting_text": "Stable Diffusion v1.x on the real benchmarks" if paper else
+            "the offline miniature: tiny SD-structured model, synthetic concepts",
+            "benchmarks": list(cfg["benchmarks"]), "methods": list(cfg["train"]["methods"]), "seeds": list(cfg["seeds"])}
+
+
+def cmd_audit(args: argparse.Namespace) -> None:
+    from .reports.audit import write_audit
+
+    cfg = _config(args)
+    summary, costs = _summary_and_costs(args, cfg)
+    write_audit(args.reported, summary, costs, _scope(cfg), args.out)
+
+
+def cmd_dvc_outputs(args: argparse.Namespace) -> None:
+    from .reports.dvc_outputs import write_dvc_outputs
+
+    cfg = _config(args)
+    summary, costs = _summary_and_costs(args, cfg)
+    write_dvc_outputs(summary, costs, args.metrics, args.plots, args.runs, cfg["seeds"], _n_tasks(cfg))
+
+
+def cmd_readme_results(args: argparse.Namespace) -> None:
+    from .reports.readme import update_readme
+
+    changed = update_readme(args.readme, args.tables / "tables.md", check=args.check)
+    if args.check and changed:
+        raise PipelineError(f"{args.readme}: its results section differs from {args.tables / 'tables.md'} "
+                            "(run `cdiff readme-results` to update it)")
 
 
 def cmd_dvc_yaml(args: argparse.Namespace) -> None:
@@ -267,6 +344,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder (written atomically)")
     p.set_defaults(func=cmd_evaluate_task)
 
+    p = sub.add_parser("export", help="export a LoRA-type chain (clora, lora_sequential) for stock diffusers: "
+                                      "one LoRA of the summed task adapters + textual-inversion tokens")
+    _common(p)
+    p.add_argument("--benchmark", required=True, help="faces | landmarks")
+    p.add_argument("--method", required=True, help="a LoRA-type method: clora | lora_sequential")
+    p.add_argument("--seed", type=int, required=True, help="chain seed (one of seeds)")
+    p.add_argument("--task", type=int, help="export the chain after this task (default: the benchmark's last)")
+    p.add_argument("--base", type=Path, required=True, help="base model folder (base_model stage)")
+    p.add_argument("--runs", type=Path, required=True, help="the chain's folder: task_XX/ folders live here")
+    p.add_argument("--out", type=Path, required=True, help="output folder (written atomically)")
+    p.set_defaults(func=cmd_export)
+
     _results_report(sub, "summary", "plasticity / forgetting summary of every metric matrix over seeds", cmd_summary)
     _results_report(sub, "matrices", "write every chain's metric matrices R[t, i] as CSV and JSON", cmd_matrices)
 
@@ -278,6 +367,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_param_cost)
 
     _results_report(sub, "grids", "post-sequence sample grids of the report.grid_tasks concepts (PNG and PDF)", cmd_grids)
+
+    def report_inputs(p: argparse.ArgumentParser, runs: bool = False, costs: bool = True) -> None:
+        _common(p)
+        p.add_argument("--summary", type=Path, required=True, help="the continual summary folder (summary.json)")
+        if costs:
+            p.add_argument("--costs", type=Path, required=True, help="the parameter-cost folder (parameter_cost.json)")
+        if runs:
+            p.add_argument("--runs", type=Path, default=None, help="runs/<profile> (training logs of the chains)")
+
+    p = sub.add_parser("tables", help="paper-style tables (N_param, A and F of every metric) as Markdown, CSV, LaTeX")
+    report_inputs(p)
+    p.add_argument("--out", type=Path, required=True, help="output folder (written atomically)")
+    p.set_defaults(func=cmd_tables)
+
+    p = sub.add_parser("figures", help="concept curves, R heatmaps and C-LoRA's update norms / penalty (PNG)")
+    report_inputs(p, runs=True, costs=False)
+    p.add_argument("--out", type=Path, required=True, help="output folder (written atomically)")
+    p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("audit", help="reproduced-vs-reported audit of the paper's values and claims")
+    report_inputs(p)
+    p.add_argument("--reported", type=Path, default=Path("reports/reported/paper_numbers.yaml"),
+                   help="the paper's values and claims (YAML)")
+    p.add_argument("--out", type=Path, required=True, help="output folder: audit.md, audit.json (atomic)")
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("dvc-outputs", help="metrics.json and the plot CSVs declared in dvc.yaml")
+    report_inputs(p, runs=True)
+    p.add_argument("--metrics", type=Path, required=True, help="metrics JSON file to write")
+    p.add_argument("--plots", type=Path, required=True, help="plots folder to write (atomically)")
+    p.set_defaults(func=cmd_dvc_outputs)
+
+    p = sub.add_parser("readme-results", help="insert the generated results table into README.md (or --check it)")
+    p.add_argument("--readme", type=Path, default=Path("README.md"))
+    p.add_argument("--tables", type=Path, required=True, help="the tables folder (tables.md)")
+    p.add_argument("--check", action="store_true", help="fail if the README's copy differs")
+    p.set_defaults(func=cmd_readme_results)
 
     p = sub.add_parser("dvc-yaml", help="print (or --write / --check) dvc.yaml generated from the stage list")
     mode = p.add_mutually_exclusive_group()

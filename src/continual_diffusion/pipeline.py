@@ -20,7 +20,9 @@ DVC outputs may not overlap, so every stage owns its own top folder per profile.
                                              per method, seed and task, each starting from task_XX-1;
                                              killed jobs resume from checkpoints/{profile}/...)
   evaluate       results/{profile}/          <benchmark>/<method>/seed_<s>/task_XX: scores, samples
-  report         reports/{profile}/          matrices/ (R per chain and metric), summary/, grids/
+  report         reports/{profile}/          matrices/ (R per chain and metric), summary/, grids/, tables/,
+                                             figures/, audit/, metrics.json + plots/ (dvc.yaml metrics, plots),
+                                             export/ (LoRA-type chains for stock diffusers)
 """
 
 from __future__ import annotations
@@ -104,16 +106,31 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         name="report",
-        description="Metric matrices R (CSV, JSON), plasticity and forgetting over seeds, sample grids, parameter costs",
-        rules=("metric_matrices", "continual_summary", "sample_grids", "parameter_costs"),
+        description="Metric matrices R, plasticity and forgetting over seeds, sample grids, parameter costs, paper-style "
+                    "tables, figures, the reproduced-vs-reported audit, DVC metrics and plots, diffusers export",
+        rules=("metric_matrices", "continual_summary", "sample_grids", "parameter_costs", "tables", "figures", "audit",
+               "dvc_outputs", "export_diffusers"),
         code=(f"{PACKAGE}/matrices.py", f"{PACKAGE}/summary.py", f"{PACKAGE}/grids.py", f"{PACKAGE}/task_images.py",
               f"{PACKAGE}/metrics/continual.py", f"{PACKAGE}/metrics/param_cost.py", f"{PACKAGE}/models/sd_v1.py",
-              "workflow/rules/report.smk"),
+              f"{PACKAGE}/reports", "workflow/rules/report.smk"),
         params=("profile", "seeds", "benchmarks", "data", "train.methods", "methods", "report", "profiles"),
         outs=("reports/{profile}",),
-        deps=("data/{profile}", "models/{profile}/base", "results/{profile}"),
+        deps=("data/{profile}", "models/{profile}/base", "runs/{profile}", "results/{profile}",
+              "reports/reported/paper_numbers.yaml"),
     ),
 )
+
+
+# dvc.yaml's top-level metrics and plots (files of the report stage; `dvc metrics show`, `dvc plots show`).
+DVC_METRICS = ("reports/${profile}/metrics.json",)
+DVC_IMAGE_PLOTS = "reports/${profile}/figures/"
+DVC_PLOT_TEMPLATE = "workflow/dvc_plots/by_method.json"
+DVC_PLOTS = {
+    "Concept 1 over the task sequence, R[t, 1]": ("reports/${profile}/plots/concept1.csv", "after_task"),
+    "Just learned, R[t, t]": ("reports/${profile}/plots/just_learned.csv", "task"),
+    "After the last task, R[T, i]": ("reports/${profile}/plots/final.csv", "concept"),
+    "LoRA update norm and C-LoRA penalty per task": ("reports/${profile}/plots/clora_plasticity.csv", "task"),
+}
 
 
 def stage(name: str) -> Stage:
@@ -164,4 +181,9 @@ def dvc_yaml() -> str:
         lines += ["    outs:"]
         for o in s.outs:
             lines += [f"      - {o.format(profile='${profile}')}:", "          persist: true"]
+    lines += ["metrics:"] + [f"  - {m}" for m in DVC_METRICS]
+    lines += ["plots:", f"  - {DVC_IMAGE_PLOTS}"]
+    for title, (path, x) in DVC_PLOTS.items():
+        lines += [f"  - {title}:", f"      template: {DVC_PLOT_TEMPLATE}", f"      x: {x}", "      y:",
+                  f"        {path}: value"]
     return "\n".join(lines) + "\n"

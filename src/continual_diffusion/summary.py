@@ -53,12 +53,13 @@ def summarize(results_root: Path, benchmarks: list[str], methods: list[str], see
     with atomic_directory(out) as tmp:
         (tmp / "summary.json").write_text(json_text(_nan_to_none(summary)))
         (tmp / "summary.md").write_text(markdown(summary))
-        for key in _keys(summary):
+        for key in summary_keys(summary):
             plot_curves(summary, key, tmp / f"curves_{key}.png")
     return summary
 
 
-def _keys(summary: dict) -> list[str]:
+def summary_keys(summary: dict) -> list[str]:
+    """Every metric key of a summary, in first-seen order."""
     keys: list[str] = []
     for methods in summary.values():
         for entry in methods.values():
@@ -79,7 +80,7 @@ def _nan_to_none(obj):
 def markdown(summary: dict) -> str:
     seeds = next(iter(next(iter(summary.values())).values()))["seeds"]
     lines = ["# Continual metrics (mean +- std over seeds " + ", ".join(map(str, seeds)) + ")", ""]
-    for key in _keys(summary):
+    for key in summary_keys(summary):
         meta = next(e[key]["meta"] for ms in summary.values() for e in ms.values() if key in e)
         arrow = "higher is better" if meta["higher_is_better"] else "lower is better"
         lines += [f"## {key} ({arrow})", "", f"R[t, i] = {meta['formula']}; features: {meta['features']}.", "",

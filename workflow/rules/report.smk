@@ -2,6 +2,9 @@
 # is loaded here: re-plotting never reruns compute).
 
 
+EXPORT_METHODS = [m for m in CFG["train"]["methods"] if m in ("clora", "lora_sequential")]  # LoRA-type: exportable
+
+
 rule metric_matrices:
     input:
         code=code("report"),
@@ -44,7 +47,8 @@ rule sample_grids:
         results=all_tasks(RESULTS),
         task_data=expand(f"data/{PROFILE}/tasks/{{benchmark}}", benchmark=BENCHMARKS),
     output:
-        directory(f"reports/{PROFILE}/grids"),
+        report(directory(f"reports/{PROFILE}/grids"), patterns=["{name}.png"], caption="../report/grids.rst",
+               category="Figures", subcategory="Samples after the last task"),
     params:
         report=report_params(),
         grid=json.dumps(CFG["report"], sort_keys=True),
@@ -76,6 +80,114 @@ rule parameter_costs:
         "python -m continual_diffusion param-cost --base {input.base} --out {output} {params.config} --log {log}"
 
 
+rule tables:
+    input:
+        code=code("report"),
+        summary=f"reports/{PROFILE}/summary",
+        costs=f"reports/{PROFILE}/parameter_cost",
+    output:
+        report(directory(f"reports/{PROFILE}/tables"), patterns=["{name}.csv"], caption="../report/tables.rst",
+               category="Tables"),
+    params:
+        report=report_params(),
+        config=CONFIG_ARGS,
+    log:
+        f"logs/{PROFILE}/report/tables.log",
+    conda:
+        ENV
+    shell:
+        "python -m continual_diffusion tables --summary {input.summary} --costs {input.costs} --out {output} "
+        "{params.config} --log {log}"
+
+
+rule figures:
+    input:
+        code=code("report"),
+        summary=f"reports/{PROFILE}/summary",
+        runs=all_tasks(RUNS),
+    output:
+        report(directory(f"reports/{PROFILE}/figures"), patterns=["{name}.png"], caption="../report/figures.rst",
+               category="Figures", subcategory="Curves, matrices, C-LoRA updates"),
+    params:
+        report=report_params(),
+        config=CONFIG_ARGS,
+        runs=lambda w, input: str(Path(input.runs[0]).parents[3]),  # runs/<profile>
+    log:
+        f"logs/{PROFILE}/report/figures.log",
+    conda:
+        ENV
+    shell:
+        "python -m continual_diffusion figures --summary {input.summary} --runs {params.runs} --out {output} "
+        "{params.config} --log {log}"
+
+
+rule audit:
+    input:
+        code=code("report"),
+        summary=f"reports/{PROFILE}/summary",
+        costs=f"reports/{PROFILE}/parameter_cost",
+        reported="reports/reported/paper_numbers.yaml",
+    output:
+        report(directory(f"reports/{PROFILE}/audit"), patterns=["{name}.md"], caption="../report/audit.rst",
+               category="Audit"),
+    params:
+        report=report_params(),
+        config=CONFIG_ARGS,
+    log:
+        f"logs/{PROFILE}/report/audit.log",
+    conda:
+        ENV
+    shell:
+        "python -m continual_diffusion audit --summary {input.summary} --costs {input.costs} "
+        "--reported {input.reported} --out {output} {params.config} --log {log}"
+
+
+rule dvc_outputs:
+    """metrics.json and plots/*.csv: the files dvc.yaml's top-level metrics and plots point to."""
+    input:
+        code=code("report"),
+        summary=f"reports/{PROFILE}/summary",
+        costs=f"reports/{PROFILE}/parameter_cost",
+        runs=all_tasks(RUNS),
+    output:
+        metrics=f"reports/{PROFILE}/metrics.json",
+        plots=directory(f"reports/{PROFILE}/plots"),
+    params:
+        report=report_params(),
+        config=CONFIG_ARGS,
+        runs=lambda w, input: str(Path(input.runs[0]).parents[3]),  # runs/<profile>
+    log:
+        f"logs/{PROFILE}/report/dvc_outputs.log",
+    conda:
+        ENV
+    shell:
+        "python -m continual_diffusion dvc-outputs --summary {input.summary} --costs {input.costs} "
+        "--runs {params.runs} --metrics {output.metrics} --plots {output.plots} {params.config} --log {log}"
+
+
+rule export_diffusers:
+    """After the sequence: a LoRA-type chain as one LoRA + textual-inversion tokens for stock diffusers."""
+    input:
+        code=code("report"),
+        base=f"models/{PROFILE}/base",
+        runs=lambda w: [task_folder(RUNS.format(benchmark=w.benchmark, method=w.method, seed=w.seed), t)
+                        for t in range(1, CFG["data"][w.benchmark]["n_tasks"] + 1)],
+    output:
+        directory(f"reports/{PROFILE}/export/{{benchmark}}/{{method}}/seed_{{seed}}"),
+    wildcard_constraints:
+        method="|".join(EXPORT_METHODS) or "no-lora-method",
+    params:
+        config=CONFIG_ARGS,
+        runs=lambda w, input: str(Path(input.runs[0]).parent),  # the chain's folder
+    log:
+        f"logs/{PROFILE}/report/export_{{benchmark}}_{{method}}_seed_{{seed}}.log",
+    conda:
+        ENV
+    shell:
+        "python -m continual_diffusion export --benchmark {wildcards.benchmark} --method {wildcards.method} "
+        "--seed {wildcards.seed} --base {input.base} --runs {params.runs} --out {output} {params.config} --log {log}"
+
+
 rule report:
     """Target of the DVC stage of the same name."""
     input:
@@ -83,3 +195,9 @@ rule report:
         f"reports/{PROFILE}/summary",
         f"reports/{PROFILE}/grids",
         f"reports/{PROFILE}/parameter_cost",
+        f"reports/{PROFILE}/tables",
+        f"reports/{PROFILE}/figures",
+        f"reports/{PROFILE}/audit",
+        f"reports/{PROFILE}/metrics.json",
+        expand(f"reports/{PROFILE}/export/{{benchmark}}/{{method}}/seed_{{seed}}", benchmark=BENCHMARKS,
+               method=EXPORT_METHODS, seed=CFG["seeds"]),

@@ -1,0 +1,48 @@
+"""A continual summary built from hand-written metric matrices with the pipeline's own formulas."""
+
+import warnings
+
+import numpy as np
+
+from continual_diffusion.metrics.continual import chain_metrics
+from continual_diffusion.summary import SUMMARY_KEYS
+
+META = {
+    "accuracy_closed": {"formula": "closed-set accuracy", "features": "identity classifier", "higher_is_better": True},
+    "mmd": {"formula": "unbiased MMD^2, kernel poly", "features": "identity classifier", "higher_is_better": False},
+}
+
+
+def lower(values):
+    """A T x T matrix from its lower triangle given row by row (NaN above the diagonal)."""
+    t = len(values)
+    r = np.full((t, t), np.nan)
+    for i, row in enumerate(values):
+        r[i, : len(row)] = row
+    return r
+
+
+def fake_summary(matrices: dict, seeds=(0,)) -> dict:
+    """matrices: {(benchmark, method, key): [R per seed]} -> summary.json's structure."""
+    summary: dict = {}
+    for (b, m, key), per_seed in matrices.items():
+        meta = META[key]
+        stats = [chain_metrics(r, meta["higher_is_better"]) for r in per_seed]
+        entry = {}
+        for k in SUMMARY_KEYS:
+            v = np.asarray([s[k] for s in stats])
+            entry[k] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+                        "values": v.tolist()}
+        entry["meta"] = meta
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # NaN above the diagonal in every seed
+            entry["R_mean"] = np.nanmean(np.stack(per_seed), axis=0).tolist()
+        entry["R_per_seed"] = [r.tolist() for r in per_seed]
+        summary.setdefault(b, {}).setdefault(m, {"seeds": list(seeds)})[key] = entry
+    return summary
+
+
+COSTS = {"base": {"clora": {"n_param_percent": 0.41}, "lora_sequential": {"n_param_percent": 0.41},
+                  "custom_diffusion_seq": {"n_param_percent": 3.27}},
+         "sd_v1": {"clora": {"n_param_percent": 0.09221}, "lora_sequential": {"n_param_percent": 0.09221},
+                   "custom_diffusion_seq": {"n_param_percent": 2.2302}}}

@@ -1,0 +1,119 @@
+import copy
+
+import pytest
+import yaml
+
+from continual_diffusion.errors import PipelineError
+from continual_diffusion.methods import METHODS
+from continual_diffusion.reports import audit
+from tests.reports.helpers import COSTS, fake_summary, lower
+
+REPO_REPORTED = "reports/reported/paper_numbers.yaml"
+GOOD = lower([[1.0], [1.0, 1.0], [1.0, 0.9, 1.0]])
+BAD = lower([[1.0], [0.5, 1.0], [0.2, 0.4, 1.0]])
+
+
+def summary_with(clora, lora):
+    return fake_summary({("faces", "clora", "accuracy_closed"): [clora],
+                         ("faces", "lora_sequential", "accuracy_closed"): [lora],
+                         ("faces", "clora", "mmd"): [1 - clora],
+                         ("faces", "lora_sequential", "mmd"): [1 - lora]})
+
+
+REPORTED = {
+    "defaults": {"relative_tolerance": 0.1},
+    "values": [
+        {"id": "np", "quantity": "n_param_percent", "setting": "sd_v1", "benchmark": "any", "method": "clora",
+         "table": "T1", "row": "C-LoRA", "column": "N_param", "value": 0.092, "tolerance": 0.0005, "source": "s"},
+        {"id": "a", "quantity": "final", "metric": "mmd", "setting": "paper", "benchmark": "faces", "method": "clora",
+         "table": "T1", "row": "C-LoRA", "column": "A_mmd", "value": 0.5, "tolerance": None, "source": "s"},
+        {"id": "empty", "quantity": "n_param_percent", "setting": "sd_v1", "benchmark": "any",
+         "method": "lora_sequential", "table": "T1", "row": "LoRA", "column": "N_param", "value": None,
+         "tolerance": None, "source": "s"},
+    ],
+    "claims": [
+        {"id": "lower_f", "statement": "C-LoRA forgets less", "relation": "better_than_all", "quantity": "forgetting",
+         "metrics": ["accuracy_closed", "mmd"], "method": "clora", "others": ["lora_sequential"], "margin": 0.0,
+         "source": "s"},
+        {"id": "best_a", "statement": "C-LoRA ends better", "relation": "better_than_all", "quantity": "final",
+         "metrics": ["mmd"], "method": "clora", "others": ["lora_sequential"], "margin": 0.0, "source": "s"},
+        {"id": "forgets", "statement": "LoRA forgets", "relation": "above", "quantity": "forgetting",
+         "metric": "accuracy_closed", "methods": ["lora_sequential"], "threshold": 0.1, "source": "s"},
+    ],
+}
+
+
+def statuses(rows):
+    return {(r["id"], r["claim"].split("[")[-1]): r["status"] for r in rows}
+
+
+def test_claims_hold_when_clora_forgets_less_and_fail_when_it_does_not():
+    rows = audit.audit_claims(REPORTED, summary_with(GOOD, BAD), COSTS)
+    assert {r["status"] for r in rows} == {audit.REPRODUCED}
+    lower_f = [r for r in rows if r["id"] == "lower_f"]
+    assert lower_f[0]["delta"] == pytest.approx(((1 - 0.2) + (1 - 0.4)) / 2 - (0 + 0.1) / 2)
+    swapped = audit.audit_claims(REPORTED, summary_with(BAD, GOOD), COSTS)
+    by_id = {r["id"]: r for r in swapped}
+    assert by_id["lower_f"]["status"] == audit.NOT_REPRODUCED and by_id["lower_f"]["failing"] == ["lora_sequential"]
+    assert by_id["best_a"]["status"] == audit.NOT_REPRODUCED  # MMD: the lower final value wins
+    assert by_id["forgets"]["status"] == audit.NOT_REPRODUCED  # GOOD as LoRA forgets 0.05 < 0.1
+
+
+def test_a_claim_with_a_method_that_did_not_run_is_not_comparable():
+    reported = copy.deepcopy(REPORTED)
+    reported["claims"][0]["others"].append("dreambooth")
+    rows = audit.audit_claims(reported, summary_with(GOOD, BAD), COSTS)
+    assert rows[0]["status"] == "not comparable: methods not run (dreambooth)"
+
+
+def test_values_compare_within_tolerance_and_respect_the_setting():
+    rows = {r["id"]: r for r in audit.audit_values(REPORTED, summary_with(GOOD, BAD), COSTS, "miniature")}
+    assert rows["np"]["status"] == audit.REPRODUCED and rows["np"]["delta"] == pytest.approx(0.09221 - 0.092)
+    assert rows["a"]["status"] == audit.MINIATURE
+    assert rows["empty"]["status"] == audit.NO_VALUE
+    paper = {r["id"]: r for r in audit.audit_values(REPORTED, summary_with(GOOD, BAD), COSTS, "paper")}
+    ours = 1 - GOOD[-1].mean()  # A_mmd of the fake summary
+    assert paper["a"]["delta"] == pytest.approx(ours - 0.5)
+    assert paper["a"]["status"] == (audit.REPRODUCED if abs(ours - 0.5) <= 0.05 else audit.NOT_REPRODUCED)
+    reported = copy.deepcopy(REPORTED)
+    reported["values"][0]["value"] = 0.2
+    assert audit.audit_values(reported, summary_with(GOOD, BAD), COSTS, "paper")[0]["status"] == audit.NOT_REPRODUCED
+
+
+def test_write_audit_summary_counts_the_statuses(tmp_path):
+    path = tmp_path / "reported.yaml"
+    path.write_text(yaml.safe_dump(REPORTED))
+    scope = {"profile": "smoke", "setting": "miniature", "setting_text": "mini", "benchmarks": ["faces"],
+             "methods": ["clora", "lora_sequential"], "seeds": [0]}
+    audit.write_audit(path, summary_with(GOOD, BAD), COSTS, scope, tmp_path / "audit")
+    md = (tmp_path / "audit" / "audit.md").read_text()
+    assert "4 of 4 claim checks reproduced" in md
+    assert "| claim | paper value and source | ours (mean +- std, seeds) | delta | tolerance | status |" in md
+    assert (tmp_path / "audit" / "audit.json").exists()
+
+
+def test_a_malformed_entry_names_itself(tmp_path):
+    bad = copy.deepcopy(REPORTED)
+    bad["claims"][1]["relation"] = "beats"
+    path = tmp_path / "reported.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    with pytest.raises(PipelineError, match=r"claims\[1\] \(best_a\): relation must be one of"):
+        audit.load_reported(path)
+    del bad["values"][0]["source"]
+    path.write_text(yaml.safe_dump(bad))
+    with pytest.raises(PipelineError, match=r"values\[0\] \(np\): missing key source"):
+        audit.load_reported(path)
+
+
+def test_the_committed_reported_values_are_well_formed():
+    data = audit.load_reported(REPO_REPORTED)
+    known = set(METHODS)
+    for entry in data["values"]:
+        assert entry["method"] is None or entry["method"] in known, entry["id"]
+    for claim in data["claims"]:
+        for m in [claim.get("method")] + claim.get("others", []) + claim.get("methods", []):
+            assert m is None or m in known, (claim["id"], m)
+    # the values FACTS.md knows are filled in; the paper's table cells are empty, never guessed
+    by_id = {e["id"]: e for e in data["values"]}
+    assert by_id["n_param_clora"]["value"] == 0.092 and by_id["n_param_custom_diffusion"]["value"] == 2.23
+    assert all(e["value"] is None for e in data["values"] if e["setting"] == "paper")

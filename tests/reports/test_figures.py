@@ -1,0 +1,46 @@
+import json
+
+import pytest
+
+from continual_diffusion.errors import PipelineError
+from continual_diffusion.reports import figures
+from tests.reports.helpers import fake_summary, lower
+
+R = lower([[1.0], [0.5, 0.9]])
+
+
+def fake_runs(root, methods=("clora", "lora_sequential")):
+    for m in methods:
+        for t in (1, 2):
+            folder = root / "faces" / m / "seed_0" / f"task_{t:02d}"
+            folder.mkdir(parents=True)
+            (folder / "metrics.json").write_text(json.dumps({"delta_norm_mean": 1.0 / t, "delta_norm_max": 2.0 / t}))
+            log = [{"step": s, "diffusion": 0.1, **({"forget_raw": 1e-4 * s * (t - 1)} if m == "clora" else {})}
+                   for s in (1, 2, 3)]
+            (folder / "log.json").write_text(json.dumps(log))
+
+
+def test_every_figure_is_written_and_reruns_are_byte_identical(tmp_path):
+    summary = fake_summary({("faces", m, k): [R] for m in ("clora", "lora_sequential")
+                            for k in ("accuracy_closed", "mmd")})
+    fake_runs(tmp_path / "runs")
+    names = figures.write_figures(summary, tmp_path / "a", tmp_path / "runs", [0], {"faces": 2})
+    assert names == ["clora_plasticity.png", "concept_curves_accuracy_closed.png", "concept_curves_mmd.png",
+                     "heatmap_faces_accuracy_closed.png", "heatmap_faces_mmd.png"]
+    figures.write_figures(summary, tmp_path / "b", tmp_path / "runs", [0], {"faces": 2})
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_adapter_history_reads_the_norms_and_penalties(tmp_path):
+    fake_runs(tmp_path)
+    h = figures.adapter_history(tmp_path, "faces", "clora", 0, 2)
+    assert h["norm_mean"] == [1.0, 0.5] and h["norm_max"] == [2.0, 1.0]
+    assert h["penalty_mean"] == pytest.approx([0.0, 2e-4])
+
+
+def test_a_missing_training_log_names_the_file(tmp_path):
+    fake_runs(tmp_path)
+    (tmp_path / "faces" / "clora" / "seed_0" / "task_02" / "log.json").unlink()
+    with pytest.raises(PipelineError, match=r"task_02/log.json: missing"):
+        figures.adapter_history(tmp_path, "faces", "clora", 0, 2)

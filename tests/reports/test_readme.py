@@ -1,0 +1,28 @@
+import pytest
+
+from continual_diffusion.errors import PipelineError
+from continual_diffusion.reports.readme import BEGIN, END, replace_section, update_readme
+
+
+def test_only_the_marked_section_changes(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\nintro\n{BEGIN}\nold table\n{END}\nafter\n")
+    tables = tmp_path / "tables.md"
+    tables.write_text("## Results (tiny profile)\n\n| a |\n|---|\n| 1 |\n")
+    assert update_readme(readme, tables, check=True) is True
+    assert "old table" in readme.read_text()  # --check leaves it alone
+    assert update_readme(readme, tables) is True
+    text = readme.read_text()
+    assert text.startswith("# Title\nintro\n") and text.endswith(f"{END}\nafter\n")
+    assert "### Results (tiny profile)" in text and "old table" not in text
+    assert update_readme(readme, tables, check=True) is False
+
+
+def test_missing_markers_fail_with_the_file_name():
+    with pytest.raises(PipelineError, match="README.md: needs exactly one"):
+        replace_section("no markers", "table", "README.md")
+
+
+def test_the_readme_has_its_results_section():
+    text = open("README.md").read()
+    assert text.count(BEGIN) == 1 and text.count(END) == 1
