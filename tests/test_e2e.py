@@ -94,7 +94,8 @@ def test_the_report_stage_writes_tables_figures_audit_and_dvc_files(via_snakemak
 
 def test_snakemake_report_builds_the_html_report(via_snakemake, tmp_path):
     html = tmp_path / "report.html"
-    run(["snakemake", "--report", str(html)], via_snakemake)
+    result = run(["snakemake", "--report", str(html)], via_snakemake)
+    assert "(ERROR/" not in result.stdout + result.stderr  # a caption that is not valid reStructuredText
     text = html.read_text(errors="replace")
     for name in ("clora_plasticity.png", "audit.md", "faces.csv", "grid_faces_seed_0.png"):
         assert name in text, name

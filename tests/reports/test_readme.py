@@ -8,13 +8,13 @@ def test_only_the_marked_section_changes(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"# Title\nintro\n{BEGIN}\nold table\n{END}\nafter\n")
     tables = tmp_path / "tables.md"
-    tables.write_text("## Results (tiny profile)\n\n| a |\n|---|\n| 1 |\n")
+    tables.write_text("## Results (tiny profile)\n\n### faces\n\n| a |\n|---|\n| 1 |\n")
     assert update_readme(readme, tables, check=True) is True
     assert "old table" in readme.read_text()  # --check leaves it alone
     assert update_readme(readme, tables) is True
     text = readme.read_text()
     assert text.startswith("# Title\nintro\n") and text.endswith(f"{END}\nafter\n")
-    assert "### Results (tiny profile)" in text and "old table" not in text
+    assert "### Results (tiny profile)" in text and "#### faces" in text and "old table" not in text
     assert update_readme(readme, tables, check=True) is False
 
 

@@ -73,6 +73,9 @@ def heatmaps(summary: dict, benchmark: str, key: str, path: Path) -> None:
     finite = np.concatenate([x[np.isfinite(x)] for x in mats])
     vmin, vmax = (0.0, 1.0) if finite.min() >= 0 and finite.max() <= 1 and meta["higher_is_better"] else (
         float(finite.min()), float(finite.max()))
+    biggest = float(np.abs(finite).max()) if finite.size else 0.0
+    # small values (e.g. MMD ~ 1e-3): annotate them x 10^k so two digits fit in a cell
+    scale = 1.0 if biggest == 0.0 or biggest >= 0.1 else 10.0 ** (1 - int(np.floor(np.log10(biggest))))
     fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.0 * rows), squeeze=False)
     cmap = "viridis" if meta["higher_is_better"] else "viridis_r"
     for ax in axes.flat[len(methods):]:
@@ -89,13 +92,13 @@ def heatmaps(summary: dict, benchmark: str, key: str, path: Path) -> None:
             for t in range(n):
                 for i in range(t + 1):
                     if np.isfinite(r[t, i]):
-                        value = f"{r[t, i]:.2f}" if abs(r[t, i]) >= 0.01 or r[t, i] == 0 else f"{r[t, i]:.0e}"
                         level = (r[t, i] - vmin) / ((vmax - vmin) or 1.0)
                         dark = level < 0.6 if meta["higher_is_better"] else level > 0.4
-                        ax.text(i, t, value, ha="center", va="center", fontsize=5,
-                                color="white" if dark else "black")
+                        ax.text(i, t, f"{r[t, i] * scale:.2f}" if scale == 1 else f"{r[t, i] * scale:.0f}",
+                                ha="center", va="center", fontsize=5, color="white" if dark else "black")
     fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label=key)
-    fig.suptitle(f"{benchmark}: R[t, i] of {key} ({'higher' if meta['higher_is_better'] else 'lower'} is better)",
+    note = "" if scale == 1 else f"; cell values x {scale:.0e}"
+    fig.suptitle(f"{benchmark}: R[t, i] of {key} ({'higher' if meta['higher_is_better'] else 'lower'} is better{note})",
                  fontsize=9)
     fig.savefig(path, **SAVE)
     plt.close(fig)

@@ -22,8 +22,8 @@ def replace_section(text: str, table: str, origin: str) -> str:
         raise PipelineError(f"{origin}: needs exactly one '{BEGIN}' line followed by one '{END}' line")
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    body = table.strip("\n")
-    body = body.replace("## Results", "### Results", 1) if body.startswith("## Results") else body
+    # one heading level down: the section sits under the README's "## Results"
+    body = "\n".join("#" + line if line.startswith("#") else line for line in table.strip("\n").splitlines())
     return f"{head}{BEGIN}\n{body}\n{END}{tail}"
 
 
