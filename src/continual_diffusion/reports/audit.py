@@ -88,12 +88,14 @@ def _higher_is_better(summary: dict, benchmark: str, quantity: str, metric: str 
     return bool(entry[metric]["meta"]["higher_is_better"])
 
 
-def _fmt(ours) -> str:
+def _fmt(ours, with_seeds: bool = True) -> str:
     if ours is None:
         return "not computed"
     mean, std, seeds = ours
     if seeds is None:
         return f"{mean:.4g}"
+    if not with_seeds:
+        return f"{mean:.4g} +- {std:.2g}"
     return f"{mean:.4g} +- {std:.2g} (seeds {', '.join(map(str, seeds))})"
 
 
@@ -182,7 +184,7 @@ def _claim_row(claim: dict, summary: dict, costs: dict, b: str, metric: str | No
 def _ours_cell(row: dict) -> str:
     ours = row["ours"]
     if isinstance(ours, dict):
-        parts = [f"{method_name(m)} {_fmt(v).split(' (seeds')[0]}" for m, v in ours.items()]
+        parts = [f"{method_name(m)} {_fmt(v, with_seeds=False)}" for m, v in ours.items()]
         seeds = next((v[2] for v in ours.values() if v and v[2] is not None), None)
         return "; ".join(parts) + (f" (seeds {', '.join(map(str, seeds))})" if seeds else "")
     return _fmt(ours) if ours is not None else ""

@@ -155,7 +155,8 @@ def clora_plasticity(histories: dict, summary: dict, key: str, path: Path) -> No
         ax_pen.set_yscale("log")
         ax_diag.set_title(f"{b}: just learned R[t, t] ({key})", fontsize=8)
         ax_diag.set_xlabel("task t", fontsize=7)
-        ax_diag.set_ylim(-0.05, 1.05) if summary[b][next(iter(summary[b]))][key]["meta"]["higher_is_better"] else None
+        if summary[b][next(iter(summary[b]))][key]["meta"]["higher_is_better"]:
+            ax_diag.set_ylim(-0.05, 1.05)
         for ax in axes[row]:
             ax.tick_params(labelsize=6)
             ax.legend(fontsize=6)
