@@ -115,7 +115,12 @@ def test_a_method_parameter_may_be_given_per_benchmark():
     cfg = config.load([REPO / "params.yaml"], ["methods.clora.penalty_weight={faces: 2.0, landmarks: 0.5}"])
     assert config.method_params(cfg, "faces", "clora")["penalty_weight"] == 2.0
     assert config.chain_settings(cfg, "landmarks", "clora")["method"]["penalty_weight"] == 0.5
-    assert config.method_params(cfg, "landmarks", "clora")["rank"] == cfg["methods"]["clora"]["rank"]
+    assert config.method_params(cfg, "landmarks", "clora")["lr"] == cfg["methods"]["clora"]["lr"]
+    ranks = config.load([REPO / "params.yaml"], ["methods.lora_sequential.rank={faces: 2, landmarks: 8}"])
+    assert config.chain_settings(ranks, "faces", "lora_sequential")["method"]["rank"] == 2
+    assert config.chain_settings(ranks, "landmarks", "lora_sequential")["method"]["rank"] == 8
+    with pytest.raises(PipelineError, match="methods.clora.rank"):
+        config.load([REPO / "params.yaml"], ["methods.clora.rank={faces: 0, landmarks: 8}"])
     prompts = config.method_params(cfg, "landmarks", "dreambooth")["prior_prompt"]
     assert prompts == "a photo of a waterfall"
     partial = config.load([REPO / "params.yaml"], ["methods.clora.penalty_weight={faces: 2.0}"])

@@ -43,11 +43,17 @@ def test_profile_costs_read_the_base_configs(tmp_path):
     (tmp_path / "unet" / "config.json").write_text(json.dumps(spec))
     (tmp_path / "text_encoder" / "config.json").write_text(json.dumps({"hidden_size": 32}))
     costs = profile_costs(cfg, tmp_path)
-    base = costs["base"]["clora"]
+    base = costs["base"]["faces"]["clora"]
     # 4 transformer blocks at 32 channels (down 1, mid 1, up 2 = layers_per_block + 1), K and V each
     # 32 x 32 (cross_attention_dim 32), rank 2 (smoke): 4 * 2 * 2 * (32 + 32)
     assert base["unet_trained_per_task"] == 4 * 2 * 2 * (32 + 32)
-    assert costs["sd_v1"]["lora_sequential"]["unet_trained_per_task"] == 792_576  # paper rank 16
+    assert costs["sd_v1"]["faces"]["lora_sequential"]["unet_trained_per_task"] == 792_576  # paper rank 16
+    # a rank given per benchmark is counted with each benchmark's own value
+    cfg = config.load(overrides=["profile=smoke", "methods.clora.rank={faces: 2, landmarks: 8}"])
+    costs = profile_costs(cfg, tmp_path)
+    assert costs["base"]["faces"]["clora"]["unet_trained_per_task"] == 4 * 2 * 2 * (32 + 32)
+    assert costs["base"]["landmarks"]["clora"]["unet_trained_per_task"] == 4 * 2 * 8 * (32 + 32)
+    assert costs["sd_v1"]["landmarks"]["clora"]["unet_trained_per_task"] == 792_576  # the paper's rank wins
 
 
 def test_unknown_method_and_missing_config_are_clear_errors(tmp_path):

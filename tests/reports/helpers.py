@@ -42,7 +42,11 @@ def fake_summary(matrices: dict, seeds=(0,)) -> dict:
     return summary
 
 
-COSTS = {"base": {"clora": {"n_param_percent": 0.41}, "lora_sequential": {"n_param_percent": 0.41},
-                  "custom_diffusion_seq": {"n_param_percent": 3.27}},
-         "sd_v1": {"clora": {"n_param_percent": 0.09221}, "lora_sequential": {"n_param_percent": 0.09221},
-                   "custom_diffusion_seq": {"n_param_percent": 2.2302}}}
+# per benchmark, as metrics/param_cost.profile_costs writes them (the LoRA rank may differ per benchmark)
+_SD_V1 = {"clora": {"n_param_percent": 0.09221}, "lora_sequential": {"n_param_percent": 0.09221},
+          "custom_diffusion_seq": {"n_param_percent": 2.2302}}
+COSTS = {"base": {"faces": {"clora": {"n_param_percent": 0.41}, "lora_sequential": {"n_param_percent": 0.41},
+                            "custom_diffusion_seq": {"n_param_percent": 3.27}},
+                  "landmarks": {"clora": {"n_param_percent": 1.64}, "lora_sequential": {"n_param_percent": 1.64},
+                                "custom_diffusion_seq": {"n_param_percent": 3.27}}},
+         "sd_v1": {"faces": _SD_V1, "landmarks": _SD_V1}}

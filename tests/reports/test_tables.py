@@ -55,3 +55,10 @@ def test_write_tables_writes_every_format(summary, tmp_path):
     names = {p.name for p in (tmp_path / "tables").iterdir()}
     assert names == {"faces.md", "faces.csv", "faces.tex", "tables.md"}
     assert (tmp_path / "tables" / "tables.md").read_text().startswith("## Results (smoke profile)")
+
+
+def test_n_param_is_the_benchmarks_own():
+    both = fake_summary({("faces", "clora", "accuracy_closed"): [CLORA],
+                         ("landmarks", "clora", "accuracy_closed"): [CLORA]})
+    assert tables.table_rows(both, COSTS, "faces")[0]["n_param"] == 0.41
+    assert tables.table_rows(both, COSTS, "landmarks")[0]["n_param"] == 1.64  # a larger rank there

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..config import method_params
 from ..errors import PipelineError
 from ..models.sd_v1 import SD_V1_UNET_CONFIG, build_unet, parameter_costs
 
@@ -56,10 +57,11 @@ def method_cost(method: str, params: dict, unet, token_dim: int) -> dict:
 
 
 def profile_costs(cfg: dict, base: Path) -> dict:
-    """{"base": {method: cost}, "sd_v1": {method: cost}} for every method of ``methods`` (those of
-    ``train.methods`` first): the
-    profile's own U-Net (``base``/unet/config.json) and, for comparison with the paper, SD v1.x with
-    the paper's rank (``profiles.paper_faces`` methods)."""
+    """{"base": {benchmark: {method: cost}}, "sd_v1": {benchmark: {method: cost}}} for every benchmark
+    of the run and every method of ``methods`` (those of ``train.methods`` first): the profile's own
+    U-Net (``base``/unet/config.json) with the method's parameters for that benchmark (a rank may be
+    given per benchmark, ``config.method_params``) and, for comparison with the paper, SD v1.x with the
+    paper's parameters (the ``profiles.paper_<benchmark>`` methods over the profile's own)."""
     config_path = Path(base) / "unet" / "config.json"
     text_path = Path(base) / "text_encoder" / "config.json"
     for path in (config_path, text_path):
@@ -68,24 +70,30 @@ def profile_costs(cfg: dict, base: Path) -> dict:
     unet = unet_from_config(json.loads(config_path.read_text()))
     token_dim = int(json.loads(text_path.read_text())["hidden_size"])
     sd_unet = build_unet(SD_V1_UNET_CONFIG, device="meta")
-    paper_methods = cfg["profiles"].get("paper_faces", {}).get("methods", {})
+    methods = sorted(cfg["methods"], key=lambda m: (m not in cfg["train"]["methods"], m))  # every method
     out: dict = {"base": {}, "sd_v1": {}}
-    for m in sorted(cfg["methods"], key=lambda m: (m not in cfg["train"]["methods"], m)):  # every method
-        out["base"][m] = method_cost(m, cfg["methods"][m], unet, token_dim)
-        out["sd_v1"][m] = method_cost(m, {**cfg["methods"][m], **paper_methods.get(m, {})}, sd_unet, 768)
+    for b in cfg["benchmarks"]:
+        paper_methods = cfg["profiles"].get(f"paper_{b}", {}).get("methods", {})
+        paper_cfg = {"data": cfg["data"],
+                     "methods": {m: {**cfg["methods"][m], **paper_methods.get(m, {})} for m in methods}}
+        out["base"][b] = {m: method_cost(m, method_params(cfg, b, m), unet, token_dim) for m in methods}
+        out["sd_v1"][b] = {m: method_cost(m, method_params(paper_cfg, b, m), sd_unet, 768) for m in methods}
     return out
 
 
 def markdown(costs: dict, profile: str) -> str:
     lines = ["# Parameter cost per task (N_param)", "",
-             "| U-Net | method | U-Net params trained per task | stored per task | N_param (% of U-Net) | token params |",
-             "|---|---|---|---|---|---|"]
+             "| U-Net | benchmark | method | U-Net params trained per task | stored per task | N_param (% of U-Net) "
+             "| token params |",
+             "|---|---|---|---|---|---|---|"]
     for where, label in (("base", f"{profile} base"), ("sd_v1", "SD v1.x (paper ranks)")):
-        for m, c in costs[where].items():
-            lines.append(f"| {label} | {m} | {c['unet_trained_per_task']:,} | {c['unet_stored_per_task']:,} | "
-                         f"{c['n_param_percent']:.4g} | {c['token_params_per_task']} |")
+        for b, per_method in costs[where].items():
+            for m, c in per_method.items():
+                lines.append(f"| {label} | {b} | {m} | {c['unet_trained_per_task']:,} | {c['unet_stored_per_task']:,} | "
+                             f"{c['n_param_percent']:.4g} | {c['token_params_per_task']} |")
     lines += ["", "N_param = 100 * U-Net parameters trained per task / all U-Net parameters. LoRA / C-LoRA: sum over",
-              "the cross-attention K/V matrices of r (out + in); Custom Diffusion variants and replay: sum of",
-              "out * in over those matrices (EWC stores their Fisher too: 2x); DreamBooth: every U-Net parameter;",
-              "Textual Inversion: none (the token only). Counted on the meta device from the U-Net config.", ""]
+              "the cross-attention K/V matrices of r (out + in), with the benchmark's rank; Custom Diffusion",
+              "variants and replay: sum of out * in over those matrices (EWC stores their Fisher too: 2x);",
+              "DreamBooth: every U-Net parameter; Textual Inversion: none (the token only). Counted on the meta",
+              "device from the U-Net config.", ""]
     return "\n".join(lines)

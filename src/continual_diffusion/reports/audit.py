@@ -69,10 +69,10 @@ def load_reported(path: Path) -> dict:
 def _ours(summary: dict, costs: dict, benchmark: str, method: str, quantity: str, metric: str | None):
     """(mean, std, seeds) of our value, or None where it was not computed."""
     if quantity == "n_param_percent":
-        cost = costs.get("sd_v1", {}).get(method)
+        cost = costs.get("sd_v1", {}).get(benchmark, {}).get(method)
         return None if cost is None else (cost["n_param_percent"], 0.0, None)
     if quantity == "n_param_percent_here":
-        cost = costs.get("base", {}).get(method)
+        cost = costs.get("base", {}).get(benchmark, {}).get(method)
         return None if cost is None else (cost["n_param_percent"], 0.0, None)
     entry = summary.get(benchmark, {}).get(method, {})
     if metric not in entry:
@@ -133,7 +133,8 @@ def audit_claims(reported: dict, summary: dict, costs: dict) -> list[dict]:
     rows = []
     for claim in reported["claims"]:
         metrics = claim.get("metrics") or [claim.get("metric")]
-        benchmarks = [next(iter(summary))] if claim["quantity"].startswith("n_param") else list(summary)
+        # SD v1.x costs use the paper's ranks (the same for every benchmark); the profile's own may differ
+        benchmarks = [next(iter(summary))] if claim["quantity"] == "n_param_percent" else list(summary)
         for b in benchmarks:
             for metric in metrics:
                 rows.append(_claim_row(claim, summary, costs, b, metric))
@@ -144,10 +145,8 @@ def _claim_row(claim: dict, summary: dict, costs: dict, b: str, metric: str | No
     q = claim["quantity"]
     row = {"kind": "claim", "id": claim["id"], "source": claim["source"], "paper": None, "ours": None,
            "delta": None, "tolerance": None}
-    label = claim["statement"] + ("" if q.startswith("n_param") else f" [{b}, {q} of {metric}]")
-    if q == "n_param_percent_here":
-        label = claim["statement"]
-    row["claim"] = label
+    label = {"n_param_percent": "", "n_param_percent_here": f" [{b}]"}.get(q, f" [{b}, {q} of {metric}]")
+    row["claim"] = claim["statement"] + label
     if claim["relation"] == "equals":
         ours = _ours(summary, costs, b, claim["method"], q, metric)
         row.update(paper=claim["value"], ours=ours, tolerance=claim["tolerance"])

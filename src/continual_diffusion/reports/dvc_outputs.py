@@ -39,7 +39,7 @@ def metrics_json(summary: dict, costs: dict) -> dict:
             for key in metric_keys({b: {m: entry}}):
                 row[key] = {"A": _round(entry[key]["final"]["mean"]), "F": _round(entry[key]["forgetting"]["mean"]),
                             "P": _round(entry[key]["plasticity"]["mean"])}
-            cost = costs.get("base", {}).get(m)
+            cost = costs.get("base", {}).get(b, {}).get(m)
             if cost is not None:
                 row["n_param_percent"] = _round(cost["n_param_percent"])
             out[b][m] = row

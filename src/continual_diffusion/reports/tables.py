@@ -34,7 +34,7 @@ def table_rows(summary: dict, costs: dict, benchmark: str) -> list[dict]:
     rows = []
     for method, entry in summary[benchmark].items():
         row = {"method": method, "name": method_name(method), "seeds": entry["seeds"],
-               "n_param": costs.get("base", {}).get(method, {}).get("n_param_percent")}
+               "n_param": costs.get("base", {}).get(benchmark, {}).get(method, {}).get("n_param_percent")}
         for key in metric_columns(summary, benchmark):
             if key in entry:
                 row[f"A_{key}"] = (entry[key]["final"]["mean"], entry[key]["final"]["std"])
