@@ -69,3 +69,20 @@ def test_results_without_a_metrics_entry_are_read_as_identity_accuracy(tmp_path)
     write_results(tmp_path / "results", with_meta=False)
     summary = summarize(tmp_path / "results", ["faces"], ["clora"], [0, 1], {"faces": 2}, tmp_path / "out")
     assert set(summary["faces"]["clora"]) == {"seeds", "accuracy", "accuracy_closed"}
+
+
+def test_a_seed_evaluated_without_a_metric_is_a_one_line_error_naming_it(tmp_path):
+    import json
+
+    from continual_diffusion.errors import PipelineError
+    from continual_diffusion.summary import summarize
+
+    write_results(tmp_path / "results")
+    for scores in (tmp_path / "results" / "faces" / "clora" / "seed_1").glob("task_*/scores.json"):
+        data = json.loads(scores.read_text())  # seed 1 evaluated before MMD existed
+        for concept in data["concepts"].values():
+            del concept["mmd"]
+        scores.write_text(json.dumps(data))
+    with pytest.raises(PipelineError, match=r"seed_1: metric 'mmd': R has no values"):
+        summarize(tmp_path / "results", ["faces"], ["clora"], [0, 1], {"faces": 2}, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import PipelineError
 from .io_utils import atomic_directory, json_text
 from .matrices import metric_keys, metric_matrix
 from .metrics.continual import chain_metrics
@@ -42,7 +43,7 @@ def summarize(results_root: Path, benchmarks: list[str], methods: list[str], see
                 if key in SKIPPED_KEYS:
                     continue
                 matrices = [metric_matrix(c, n_tasks[b], key) for c in chains]
-                per_seed = [chain_metrics(r, higher_is_better=meta["higher_is_better"]) for r in matrices]
+                per_seed = [_chain_metrics(c, key, r, meta) for c, r in zip(chains, matrices)]
                 entry = {k: _mean_std([p[k] for p in per_seed]) for k in SUMMARY_KEYS}
                 entry["meta"] = meta
                 with warnings.catch_warnings():  # cells above the diagonal are NaN in every seed
@@ -56,6 +57,15 @@ def summarize(results_root: Path, benchmarks: list[str], methods: list[str], see
         for key in summary_keys(summary):
             plot_curves(summary, key, tmp / f"curves_{key}.png")
     return summary
+
+
+def _chain_metrics(chain: Path, key: str, r: np.ndarray, meta: dict) -> dict:
+    """chain_metrics of one chain's R, or a one-line error naming the chain and the metric it lacks."""
+    try:
+        return chain_metrics(r, higher_is_better=meta["higher_is_better"])
+    except ValueError as err:
+        raise PipelineError(f"{chain}: metric {key!r}: {err} (evaluated without it, unlike the first seed's "
+                            f"chain: rerun its evaluate jobs)") from err
 
 
 def summary_keys(summary: dict) -> list[str]:
