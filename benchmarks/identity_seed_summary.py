@@ -43,7 +43,7 @@ def main() -> None:
         for b in args.benchmarks.split(","):
             for m in args.methods.split(","):
                 a = np.array([chain_row(metric_matrix(args.results / b / m / f"seed_{s}", args.tasks, key)) for s in seeds])
-                cells = [f"{a[:, j].mean():.3f} +- {a[:, j].std(ddof=1):.3f}" for j in range(len(COLUMNS))]
+                cells = [f"{a[:, j].mean():.3f} +- {a[:, j].std(ddof=1 if len(a) > 1 else 0):.3f}" for j in range(len(COLUMNS))]
                 print(f"| {b} | {m} | " + " | ".join(cells) + " | " + " / ".join(f"{x:.3f}" for x in a[:, 0]) + " |")
 
 
