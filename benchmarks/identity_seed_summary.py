@@ -1,8 +1,8 @@
 """Identity accuracy of C-LoRA and LoRA (sequential) over seeds, for chains spread over several folders.
 
 `cdiff summary` needs every metric of the current suite in every chain; chains evaluated before the
-suite (identity accuracy only) are summarised here instead, with the same definitions
-(metrics/continual.py): P = mean_t R[t,t], A = mean_i R[T,i], F = mean_{i<T} (R[i,i] - R[T,i]).
+suite (identity accuracy only) are summarised here instead, with the same per-chain numbers
+(metrics/continual.chain_metrics): P = mean_t R[t,t], A = mean_i R[T,i], F = mean_{i<T} (R[i,i] - R[T,i]).
 
   python benchmarks/identity_seed_summary.py --results DIR   # DIR/<benchmark>/<method>/seed_<s>/task_XX/scores.json
 """
@@ -19,14 +19,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from continual_diffusion.matrices import metric_matrix  # noqa: E402
 
-COLUMNS = ("P", "min_t R[t,t]", "final A", "F", "concepts 1-5 just learned", "after task T")
+from continual_diffusion.metrics.continual import chain_metrics  # noqa: E402
 
-
-def chain_row(r: np.ndarray) -> list[float]:
-    d = np.diag(r)
-    t = len(d)
-    return [d.mean(), d.min(), np.nanmean(r[-1]), np.mean([d[i] - r[-1, i] for i in range(t - 1)]),
-            d[:5].mean(), r[-1, :5].mean()]
+# (column, chain_metrics key)
+COLUMNS = (("P", "plasticity"), ("min_t R[t,t]", "plasticity_min"), ("final A", "final"), ("F", "forgetting"),
+           ("concepts 1-5 just learned", "early_just_learned"), ("after task T", "early_final"))
 
 
 def main() -> None:
@@ -39,10 +36,13 @@ def main() -> None:
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     for key in ("accuracy_closed", "accuracy"):
-        print(f"\n## {key}\n\n| benchmark | method | " + " | ".join(COLUMNS) + " | per-seed P |\n|" + "---|" * (len(COLUMNS) + 3))
+        print(f"\n## {key}\n\n| benchmark | method | " + " | ".join(c for c, _ in COLUMNS) + " | per-seed P |\n|"
+              + "---|" * (len(COLUMNS) + 3))
         for b in args.benchmarks.split(","):
             for m in args.methods.split(","):
-                a = np.array([chain_row(metric_matrix(args.results / b / m / f"seed_{s}", args.tasks, key)) for s in seeds])
+                per_seed = [chain_metrics(metric_matrix(args.results / b / m / f"seed_{s}", args.tasks, key))
+                            for s in seeds]
+                a = np.array([[c[k] for _, k in COLUMNS] for c in per_seed])
                 cells = [f"{a[:, j].mean():.3f} +- {a[:, j].std(ddof=1 if len(a) > 1 else 0):.3f}" for j in range(len(COLUMNS))]
                 print(f"| {b} | {m} | " + " | ".join(cells) + " | " + " / ".join(f"{x:.3f}" for x in a[:, 0]) + " |")
 

@@ -45,6 +45,18 @@ def saved_base(folder) -> "Path":
     return folder
 
 
+def smoke_workspace(root, tasks=(1, 2)) -> "Path":
+    """A saved base (``root/base``) and faces task folders ``root/data/tasks/faces/task_XX`` (seed = task):
+    what a train job reads. Returns the base folder."""
+    from pathlib import Path
+
+    root = Path(root)
+    base = saved_base(root / "base")
+    for task in tasks:
+        write_task(root / "data" / "tasks" / "faces" / f"task_{task:02d}", seed=task)
+    return base
+
+
 def write_task(folder, seed: int, n: int = 4, size: int = 16) -> None:
     """A task folder (manifest + PNG images) as prepare_data writes it."""
     import json

@@ -12,15 +12,13 @@ from continual_diffusion.chain import build_model, restore_chain, run_task
 from continual_diffusion.errors import PipelineError
 from continual_diffusion.methods import make_method
 from continual_diffusion.sampling import generate
-from tests.model_fixtures import saved_base, write_task
+from tests.model_fixtures import smoke_workspace, write_task
 
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
     root = tmp_path_factory.mktemp("chain")
-    base = saved_base(root / "base")
-    for task in (1, 2):
-        write_task(root / "data" / "tasks" / "faces" / f"task_{task:02d}", seed=task)
+    base = smoke_workspace(root)
     cfg = config.load(overrides=["profile=smoke", "train.steps.faces=4", "train.checkpoint_every=2"])
     for task in (1, 2):
         run_task(cfg, "faces", "clora", 0, task, root / "data", base, root / "runs", root / "ckpt")

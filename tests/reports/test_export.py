@@ -23,7 +23,7 @@ from continual_diffusion.reports.export import LORA_FILE, MANIFEST, concatenate,
 from continual_diffusion.methods import make_method
 from continual_diffusion.models.tokens import concept_token, prompt_for
 from continual_diffusion.sampling import generate, image_seed, sampling_pipeline
-from tests.model_fixtures import saved_base, write_task
+from tests.model_fixtures import smoke_workspace
 
 # chain name -> (method, extra overrides); "clora_s4": alpha 8 at rank 2, so s_t = 4 must be folded into B
 CHAINS = {"clora": ("clora", []), "lora_sequential": ("lora_sequential", []),
@@ -35,9 +35,7 @@ FLOAT_TOL = 1e-5  # max |difference| of the float images in [0, 1] (observed ~5e
 @pytest.fixture(scope="module")
 def chains(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
-    base = saved_base(root / "base")
-    for task in (1, 2):
-        write_task(root / "data" / "tasks" / "faces" / f"task_{task:02d}", seed=task)
+    base = smoke_workspace(root)
     # a high LoRA lr so 4 steps move K/V visibly (the test must see a dropped adapter in the images)
     common = ["profile=smoke", "train.steps.faces=4", "train.checkpoint_every=4", "methods.clora.lr=0.05",
               "methods.lora_sequential.lr=0.05"]
