@@ -10,7 +10,9 @@ from continual_diffusion import config
 from continual_diffusion.config import benchmark_config
 from continual_diffusion.data.prepare import prepare_tasks
 from continual_diffusion.errors import PipelineError
-from continual_diffusion.evaluator import augment, heldout_renders, load_evaluator, predict, to_input, train_evaluator
+from continual_diffusion.evaluator import (augment, heldout_renders, load_evaluator, predict, to_input, train_evaluator,
+                                           vae_roundtrip)
+from tests.model_fixtures import saved_base
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +21,7 @@ def smoke_tasks(tmp_path_factory):
     cfg = config.load(overrides=["profile=smoke"])
     bench = benchmark_config(cfg, "faces")
     prepare_tasks(bench, "faces", root / "tasks")
+    saved_base(root / "base")
     return cfg, bench, root
 
 
@@ -45,15 +48,51 @@ def test_heldout_renders_are_never_training_images(smoke_tasks):
 
 def test_evaluator_trains_records_heldout_accuracy_and_reloads(smoke_tasks):
     cfg, bench, root = smoke_tasks
-    report = train_evaluator(cfg, bench, root / "tasks" / "tasks.json", root / "evaluator")
+    report = train_evaluator(cfg, bench, root / "tasks" / "tasks.json", root / "evaluator", base=root / "base")
     assert report["classes"][-1] == "other" and len(report["classes"]) == 3
-    assert 0.0 <= report["heldout_accuracy"] <= 1.0
+    assert 0.0 <= report["heldout_accuracy"] <= 1.0 and 0.0 <= report["heldout_accuracy_vae_roundtrip"] <= 1.0
+    assert set(report["heldout_accuracy_vae_roundtrip_per_class"]) == set(report["classes"])
     assert report["val_images"] == 2 * cfg["evaluator"]["val_images_per_concept"] + cfg["evaluator"]["other_val_images"]
     net, loaded = load_evaluator(root / "evaluator")
     assert loaded == json.loads((root / "evaluator" / "evaluator.json").read_text())
     probs = predict(net, np.zeros((2, 32, 32, 3), dtype=np.uint8))
     assert probs.shape == (2, 3) and torch.allclose(probs.sum(dim=1), torch.ones(2))
     assert to_input(np.full((1, 2, 2, 3), 255, dtype=np.uint8)).max() == 1.0
+
+
+def test_vae_roundtrip_is_deterministic_and_goes_through_the_vae(smoke_tasks, tmp_path):
+    from diffusers import AutoencoderKL
+
+    cfg, bench, root = smoke_tasks
+    images, _ = heldout_renders(bench, [], per_concept=0, offset=0, other=3)
+    once = vae_roundtrip(images, root / "base" / "vae", batch=2)
+    assert once.dtype == np.uint8 and once.shape == images.shape
+    assert np.array_equal(once, vae_roundtrip(images, root / "base" / "vae"))
+    assert not np.array_equal(once, images)  # a random VAE cannot reproduce its input
+    vae = AutoencoderKL.from_pretrained(str(root / "base" / "vae")).eval()
+    with torch.no_grad():
+        expected = vae.decode(vae.encode(to_input(images)).latent_dist.mean).sample
+    assert np.abs(to_input(once).numpy() - expected.clamp(-1, 1).numpy()).max() <= 1 / 127.5 + 1e-6
+    with pytest.raises(PipelineError, match="no VAE"):
+        vae_roundtrip(images, tmp_path / "missing")
+
+
+def test_roundtrip_share_trains_on_roundtrips_and_needs_the_base(smoke_tasks, tmp_path):
+    cfg, bench, root = smoke_tasks
+    tasks = root / "tasks" / "tasks.json"
+    with pytest.raises(PipelineError, match="evaluator.vae_roundtrip"):
+        train_evaluator(cfg, bench, tasks, tmp_path / "no_base")
+    assert not (tmp_path / "no_base").exists()
+    clean_cfg = config.load(overrides=["profile=smoke", "evaluator.vae_roundtrip=0"])
+    clean = train_evaluator(clean_cfg, bench, tasks, tmp_path / "clean")  # share 0: no base needed
+    assert "heldout_accuracy_vae_roundtrip" not in clean
+    mixed = train_evaluator(cfg, bench, tasks, tmp_path / "mixed", base=root / "base")
+    assert mixed["params"]["vae_roundtrip"] == cfg["evaluator"]["vae_roundtrip"] > 0
+    again = train_evaluator(cfg, bench, tasks, tmp_path / "again", base=root / "base")
+    weights = {name: (tmp_path / name / "classifier.safetensors").read_bytes() for name in ("clean", "mixed", "again")}
+    assert weights["mixed"] == weights["again"] and weights["mixed"] != weights["clean"]
+    with pytest.raises(PipelineError, match="vae_roundtrip"):
+        config.load(overrides=["profile=smoke", "evaluator.vae_roundtrip=1.5"])
 
 
 def test_real_data_checks_the_pretrained_extractors_and_fails_fast(tmp_path):

@@ -102,7 +102,7 @@ def cmd_evaluator(args: argparse.Namespace) -> None:
     cfg = _config(args)
     bench = benchmark_config(cfg, args.benchmark)
     if bench["data"]["source"].startswith("synthetic_"):
-        train_evaluator(cfg, bench, args.tasks / "tasks.json", args.out)
+        train_evaluator(cfg, bench, args.tasks / "tasks.json", args.out, base=args.base)
     else:
         pretrained_evaluator(cfg, args.benchmark, args.out)
 
@@ -328,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--benchmark", required=True, help="faces | landmarks")
     p.add_argument("--tasks", type=Path, required=True, help="the benchmark's task folder (with tasks.json)")
+    p.add_argument("--base", type=Path, help="base model folder whose VAE makes the round-trips "
+                                             "(synthetic benchmarks with evaluator.vae_roundtrip > 0)")
     p.add_argument("--out", type=Path, required=True, help="output folder (written atomically)")
     p.set_defaults(func=cmd_evaluator)
 

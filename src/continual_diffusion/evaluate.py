@@ -64,6 +64,7 @@ def evaluate_task(cfg: dict, benchmark: str, method_name: str, seed: int, task: 
         "metrics": suite.describe(),
         "samples_per_concept": ev["samples_per_concept"],
         "evaluator_heldout_accuracy": suite.manifest.get("heldout_accuracy"),
+        "evaluator_heldout_accuracy_vae_roundtrip": suite.manifest.get("heldout_accuracy_vae_roundtrip"),
         "concepts": scores,
     }
     last = task == cfg["data"][benchmark]["n_tasks"]

@@ -76,11 +76,11 @@ STAGES: tuple[Stage, ...] = (
                     "a check that the pretrained facenet / CLIP extractors load)",
         rules=("identity_evaluator",),
         code=(f"{PACKAGE}/evaluator.py", f"{PACKAGE}/data", f"{PACKAGE}/metrics", f"{PACKAGE}/io_utils.py",
-              "workflow/rules/model.smk"),
+              "workflow/rules/evaluator.smk"),
         params=("profile", "evaluator", "evaluation.metrics", "evaluation.features", "evaluation.facenet",
                 "evaluation.clip", "torch_threads", "profiles.{profile}"),
         outs=("models/{profile}/evaluator",),
-        deps=("data/{profile}",),
+        deps=("data/{profile}", "models/{profile}/base"),
     ),
     Stage(
         name="train",

@@ -1,5 +1,4 @@
-# Stages base_model and evaluator: the frozen model every method starts from, and the miniature's
-# identity evaluator per synthetic benchmark.
+# Stage base_model: the frozen model every method starts from (rule evaluator.smk: the identity evaluator).
 
 
 rule base_model:
@@ -20,35 +19,6 @@ rule base_model:
         ENV
     shell:
         "python -m continual_diffusion base-model --out {output} {params.config} --log {log}"
-
-
-rule identity_evaluator:
-    input:
-        code=code("evaluator"),
-        tasks=f"data/{PROFILE}/tasks/{{benchmark}}",
-    output:
-        directory(f"models/{PROFILE}/evaluator/{{benchmark}}"),
-    params:
-        evaluator=lambda w: evaluator_params(w.benchmark),
-        bench=lambda w: bench_params(w.benchmark),
-        config=CONFIG_ARGS,
-    wildcard_constraints:
-        benchmark="|".join(BENCHMARKS),
-    benchmark:
-        f"logs/{PROFILE}/benchmarks/evaluator/{{benchmark}}.tsv"
-    log:
-        f"logs/{PROFILE}/evaluator/{{benchmark}}.log",
-    conda:
-        ENV
-    shell:
-        "python -m continual_diffusion evaluator --benchmark {wildcards.benchmark} --tasks {input.tasks} "
-        "--out {output} {params.config} --log {log}"
-
-
-rule evaluator:
-    """Target of the DVC stage of the same name."""
-    input:
-        expand(f"models/{PROFILE}/evaluator/{{benchmark}}", benchmark=BENCHMARKS),
 
 
 rule rebuild_embedded_base:

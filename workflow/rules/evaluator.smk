@@ -1,0 +1,34 @@
+# Stage evaluator: the miniature's identity evaluator per synthetic benchmark (for real data, a check that
+# the pretrained facenet / CLIP extractors load). Trained on held-out renders and, for a share of them,
+# their round-trips through the base model's VAE (src/continual_diffusion/evaluator.py).
+
+
+rule identity_evaluator:
+    input:
+        code=code("evaluator"),
+        tasks=f"data/{PROFILE}/tasks/{{benchmark}}",
+        base=lambda w: [f"models/{PROFILE}/base"] if is_synthetic(w.benchmark) else [],   # its VAE's round-trips
+    output:
+        directory(f"models/{PROFILE}/evaluator/{{benchmark}}"),
+    params:
+        base=lambda w, input: f"--base {input.base}" if input.base else "",
+        evaluator=lambda w: evaluator_params(w.benchmark),
+        bench=lambda w: bench_params(w.benchmark),
+        config=CONFIG_ARGS,
+    wildcard_constraints:
+        benchmark="|".join(BENCHMARKS),
+    benchmark:
+        f"logs/{PROFILE}/benchmarks/evaluator/{{benchmark}}.tsv"
+    log:
+        f"logs/{PROFILE}/evaluator/{{benchmark}}.log",
+    conda:
+        ENV
+    shell:
+        "python -m continual_diffusion evaluator --benchmark {wildcards.benchmark} --tasks {input.tasks} "
+        "{params.base} --out {output} {params.config} --log {log}"
+
+
+rule evaluator:
+    """Target of the DVC stage of the same name."""
+    input:
+        expand(f"models/{PROFILE}/evaluator/{{benchmark}}", benchmark=BENCHMARKS),
