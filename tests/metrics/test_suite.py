@@ -27,6 +27,7 @@ def trained(tmp_path_factory):
     cfg = config.load(overrides=[
         "profile=smoke", f"data.faces.n_tasks={N_TASKS}", "evaluator.steps=200", "evaluator.train_images_per_concept=48",
         "evaluator.other_train_images=48", "evaluator.width=16", "evaluator.batch_size=32",
+        "evaluator.vae_roundtrip=0",  # clean renders only: no base model here (round-trips: tests/test_evaluator.py)
     ])
     bench = benchmark_config(cfg, "faces")
     prepare_tasks(bench, "faces", root / "data" / "tasks" / "faces")
