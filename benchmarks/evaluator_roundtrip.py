@@ -26,26 +26,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from continual_diffusion import config  # noqa: E402
 from continual_diffusion.config import benchmark_config  # noqa: E402
-from continual_diffusion.evaluator import heldout_renders, load_evaluator, predict, vae_roundtrip  # noqa: E402
+from continual_diffusion.evaluator import _accuracy, heldout_renders, load_evaluator, predict, vae_roundtrip  # noqa: E402
+from continual_diffusion.metrics.identity import identity_scores  # noqa: E402
 
 
 def per_class_accuracy(net, images: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
-    """Open-set accuracy (argmax over the concepts and "other") overall and per class."""
-    predicted = predict(net, images).argmax(dim=1).numpy()
-    return {"overall": float((predicted == labels).mean()),
-            **{name: float((predicted[labels == k] == k).mean()) for k, name in enumerate(classes)}}
+    """Open-set accuracy (argmax over the concepts and "other") overall and per class: the evaluator stage's own."""
+    overall, per_class = _accuracy(net, images, labels, classes)
+    return {"overall": overall, **per_class}
 
 
-def closed_accuracy_on_samples(net, samples_file: Path, n_concepts: int) -> list[float]:
-    """Closed-set accuracy (argmax over the task concepts only) of each concept's scored samples."""
+def closed_accuracy_on_samples(net, samples_file: Path, classes: list[str]) -> list[float]:
+    """Closed-set accuracy (metrics/identity.identity_scores) of each concept's scored samples."""
     from safetensors.torch import load_file
 
     samples = load_file(str(samples_file))
-    out = []
-    for i in range(1, n_concepts + 1):
-        probs = predict(net, samples[f"concept_{i}"].numpy())
-        out.append(float((probs[:, :-1].argmax(dim=1) == i - 1).float().mean()))
-    return out
+    return [identity_scores(predict(net, samples[f"concept_{i}"].numpy()), i - 1, classes)["accuracy_closed"]
+            for i in range(1, len(classes))]
 
 
 def main() -> None:
@@ -78,7 +75,7 @@ def main() -> None:
                  "roundtrip": per_class_accuracy(net, roundtrips, labels, classes)}
         if args.samples:
             entry["last_task_samples_closed"] = {
-                chain.parent.parent.parent.name: closed_accuracy_on_samples(net, chain, len(concept_ids))
+                chain.parent.parent.parent.name: closed_accuracy_on_samples(net, chain, classes)
                 for chain in sorted(args.samples.glob("*/seed_0/task_*/samples.safetensors"))}
         result["evaluators"][name] = entry
         print(f"{name}: held-out accuracy clean {entry['clean']['overall']:.3f}, "
