@@ -10,6 +10,7 @@ A step is forward + backward + AdamW step + zero_grad. Timings interleave the va
 round so drift hits them equally; the median over rounds is reported.
 
   python benchmarks/train_step.py --size tiny --device cpu             # the default miniature (params.yaml)
+  python benchmarks/train_step.py --size tiny --benchmark landmarks    # ... at the landmarks rank
   python benchmarks/train_step.py --size small --device cpu            # an earlier small config
   python benchmarks/train_step.py --size sd --device cuda --dtype bf16  # SD v1.x scale (GPU)
 """
@@ -37,9 +38,9 @@ SMALL = dict(
 )
 
 
-def tiny_from_params() -> tuple[dict, int, int, int, int]:
-    """The default miniature's U-Net (model.spec in params.yaml), its rank and batch from params."""
-    from continual_diffusion.config import load
+def tiny_from_params(benchmark: str) -> tuple[dict, int, int, int, int]:
+    """The default miniature's U-Net (model.spec in params.yaml), C-LoRA's rank on ``benchmark`` and the batch."""
+    from continual_diffusion.config import load, method_params
 
     cfg = load([Path(__file__).resolve().parents[1] / "params.yaml"])
     spec = cfg["model"]["spec"]
@@ -53,12 +54,13 @@ def tiny_from_params() -> tuple[dict, int, int, int, int]:
         cross_attention_dim=spec["text_hidden"], attention_head_dim=spec["attention_head_dim"],
         norm_num_groups=spec["norm_groups"],
     )
-    return config, side, spec["max_length"], cfg["methods"]["clora"]["rank"], cfg["train"]["batch_size"]
+    rank = int(method_params(cfg, benchmark, "clora")["rank"])
+    return config, side, spec["max_length"], rank, cfg["train"]["batch_size"]
 
 
 SIZES = {
-    # name: (unet config, latent side, context length, rank, batch)
-    "tiny": tiny_from_params(),
+    # name: (unet config, latent side, context length, rank, batch); "tiny" is read from params.yaml in main()
+    "tiny": None,
     "small": (SMALL, 16, 16, 4, 4),
     "sd": (SD_V1_UNET_CONFIG, 64, 77, 16, 2),
 }
@@ -114,6 +116,7 @@ class Variant:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="small")
+    parser.add_argument("--benchmark", default="faces", help="--size tiny: whose C-LoRA rank (params.yaml)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--past-tasks", type=int, default=9, help="tasks already learned (9: training task 10)")
@@ -126,7 +129,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    config, side, ctx_len, rank, batch_size = SIZES[args.size]
+    sizes = dict(SIZES, tiny=tiny_from_params(args.benchmark)) if args.size == "tiny" else SIZES
+    config, side, ctx_len, rank, batch_size = sizes[args.size]
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
     device = args.device
 
@@ -180,7 +184,7 @@ def main() -> None:
     costs = parameter_costs(variants[0].unet, rank)
     device_name = torch.cuda.get_device_name() if device.startswith("cuda") else f"cpu ({args.threads} thread(s))"
     results = {
-        "size": args.size, "device": device_name, "dtype": args.dtype, "batch": batch_size, "latent": side,
+        "size": args.size, "benchmark": args.benchmark if args.size == "tiny" else None, "device": device_name, "dtype": args.dtype, "batch": batch_size, "latent": side,
         "rank": rank, "past_tasks": args.past_tasks, "unet_params": costs["unet_params"],
         "torch": torch.__version__,
         "variants": {

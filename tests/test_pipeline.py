@@ -98,6 +98,14 @@ def test_slurm_profile_dry_run(workdir):
     assert "sample_tasks" in text and "This was a dry-run" in text
 
 
+def test_nested_config_override_keeps_its_number_type(workdir):
+    # Snakemake hands nested --config values over as strings; '0.3' must reach the schema as a number
+    result = run(["snakemake", "-n", "--config", "profile=smoke", "methods={clora: {penalty_weight: 0.3}}"],
+                 workdir, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "This was a dry-run" in result.stdout + result.stderr
+
+
 def test_bad_config_fails_the_snakefile_with_the_key(workdir):
     result = run(["snakemake", "-n", "--config", "data={faces: {n_tasks: many}}"], workdir, check=False)
     assert result.returncode != 0

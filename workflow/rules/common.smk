@@ -17,9 +17,17 @@ from continual_diffusion.errors import PipelineError
 # Params files as Snakemake saw them (params.yaml, plus any --configfile), and --config overrides.
 PARAMS_FILES = [str(p) for p in (workflow.overwrite_configfiles or workflow.configfiles)]
 def _typed(value):
-    """Snakemake parses `--config key=[0,1]` into a list of strings: read list items as YAML."""
+    """Snakemake leaves list items (`--config key=[0,1]`) and nested values (`--config 'methods={clora:
+    {penalty_weight: 0.3}}'`) as strings: read list items as YAML, and a string that is a YAML number,
+    boolean or null as that value."""
     if isinstance(value, list):
         return [yaml.safe_load(v) if isinstance(v, str) else v for v in value]
+    if isinstance(value, str):
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        return parsed if parsed is None or isinstance(parsed, (bool, int, float)) else value
     return value
 
 
