@@ -2,6 +2,7 @@
 has run, a second invocation of either has nothing to do."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -110,6 +111,14 @@ def test_after_snakemake_dvc_repro_is_a_noop(via_snakemake):
 def test_after_snakemake_snakemake_is_a_noop(via_snakemake):
     result = run(["snakemake", "--cores", "2"], via_snakemake)
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_a_method_parameter_of_one_benchmark_reruns_only_its_chains(via_snakemake):
+    # clora's lr given per benchmark, faces changed, landmarks as before: only the faces clora jobs rerun
+    override = "methods={clora: {lr: {faces: 0.002, landmarks: 0.001}}}"
+    text = run(["snakemake", "-n", "--cores", "2", "--config", override, "train", "evaluate"], via_snakemake).stdout
+    jobs = set(re.findall(r"wildcards: benchmark=(\w+), method=(\w+)", text))
+    assert jobs == {("faces", "clora")}
 
 
 def test_dvc_repro_builds_the_task_folders(via_dvc):

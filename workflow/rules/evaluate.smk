@@ -11,7 +11,7 @@ rule evaluate_task:
         directory(f"{RESULTS}/task_{{task}}"),
     params:
         evaluation=lambda w: evaluation_params(w.benchmark),
-        method=lambda w: json.dumps(CFG["methods"].get(w.method), sort_keys=True),
+        method=lambda w: json.dumps(cd_config.method_params(CFG, w.benchmark, w.method), sort_keys=True),
         config=CONFIG_ARGS,
         runs=lambda w: RUNS.format(**w),
     wildcard_constraints:
