@@ -41,7 +41,7 @@ def test_task_folders_hold_adapters_token_config_and_log(chain):
 def test_restoring_the_chain_reproduces_the_trained_weights(chain):
     cfg, root, base = chain
     model = build_model(base)
-    method = make_method("clora", cfg["methods"]["clora"])
+    method = make_method("clora", config.method_params(cfg, "faces", "clora"))
     method.prepare(model)
     token_ids = restore_chain(model, method, root / "runs", 2)
     method.prepare_inference()
@@ -68,7 +68,7 @@ def test_a_missing_earlier_task_is_a_clear_error(chain, tmp_path):
 def test_each_sample_depends_only_on_its_own_seed(chain):
     cfg, root, base = chain
     model = build_model(base)
-    method = make_method("clora", cfg["methods"]["clora"])
+    method = make_method("clora", config.method_params(cfg, "faces", "clora"))
     method.prepare(model)
     restore_chain(model, method, root / "runs", 2)
     method.prepare_inference()

@@ -123,6 +123,11 @@ def test_a_method_parameter_may_be_given_per_benchmark():
         config.load([REPO / "params.yaml"], ["methods.clora.rank={faces: 0, landmarks: 8}"])
     prompts = config.method_params(cfg, "landmarks", "dreambooth")["prior_prompt"]
     assert prompts == "a photo of a waterfall"
-    partial = config.load([REPO / "params.yaml"], ["methods.clora.penalty_weight={faces: 2.0}"])
-    with pytest.raises(PipelineError, match="methods.clora.penalty_weight: no value for benchmark 'landmarks'"):
-        config.method_params(partial, "landmarks", "clora")
+    partial = config.load([REPO / "params.yaml"], ["methods.lora_sequential.lr={faces: 2.0e-4}"])
+    with pytest.raises(PipelineError, match="methods.lora_sequential.lr: no value for benchmark 'landmarks'"):
+        config.method_params(partial, "landmarks", "lora_sequential")
+    # an override of one benchmark's entry merges into a per-benchmark mapping of params.yaml
+    merged = config.load([REPO / "params.yaml"], ["methods.clora.rank={faces: 2}"])
+    assert config.method_params(merged, "faces", "clora")["rank"] == 2
+    assert config.method_params(merged, "landmarks", "clora")["rank"] == config.method_params(
+        config.load([REPO / "params.yaml"]), "landmarks", "clora")["rank"]

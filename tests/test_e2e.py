@@ -116,7 +116,7 @@ def test_after_snakemake_snakemake_is_a_noop(via_snakemake):
 def test_a_method_parameter_of_one_benchmark_reruns_only_its_chains(via_snakemake):
     # clora's lr given per benchmark, faces changed, landmarks as before: only the faces clora jobs rerun
     override = "methods={clora: {lr: {faces: 0.002, landmarks: 0.001}}}"
-    text = run(["snakemake", "-n", "--cores", "2", "--config", override, "train", "evaluate"], via_snakemake).stdout
+    text = run(["snakemake", "-n", "--cores", "2", "train", "evaluate", "--config", override], via_snakemake).stdout
     jobs = set(re.findall(r"wildcards: benchmark=(\w+), method=(\w+)", text))
     assert jobs == {("faces", "clora")}
 

@@ -50,7 +50,7 @@ def chains(tmp_path_factory):
 
 def project_model(cfg, base, runs, method):
     model = build_model(base)
-    plugin = make_method(method, cfg["methods"][method])
+    plugin = make_method(method, config.method_params(cfg, "faces", method))
     plugin.prepare(model)
     restore_chain(model, plugin, runs, 2)
     plugin.prepare_inference()
