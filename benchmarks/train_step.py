@@ -59,8 +59,7 @@ def tiny_from_params(benchmark: str) -> tuple[dict, int, int, int, int]:
 
 
 SIZES = {
-    # name: (unet config, latent side, context length, rank, batch); "tiny" is read from params.yaml in main()
-    "tiny": None,
+    # name: (unet config, latent side, context length, rank, batch); "tiny": tiny_from_params(--benchmark)
     "small": (SMALL, 16, 16, 4, 4),
     "sd": (SD_V1_UNET_CONFIG, 64, 77, 16, 2),
 }
@@ -115,7 +114,7 @@ class Variant:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", choices=sorted(SIZES), default="small")
+    parser.add_argument("--size", choices=sorted(["tiny", *SIZES]), default="small")
     parser.add_argument("--benchmark", default="faces", help="--size tiny: whose C-LoRA rank (params.yaml)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
@@ -129,8 +128,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    sizes = dict(SIZES, tiny=tiny_from_params(args.benchmark)) if args.size == "tiny" else SIZES
-    config, side, ctx_len, rank, batch_size = sizes[args.size]
+    tiny = args.size == "tiny"
+    config, side, ctx_len, rank, batch_size = tiny_from_params(args.benchmark) if tiny else SIZES[args.size]
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
     device = args.device
 
@@ -184,7 +183,8 @@ def main() -> None:
     costs = parameter_costs(variants[0].unet, rank)
     device_name = torch.cuda.get_device_name() if device.startswith("cuda") else f"cpu ({args.threads} thread(s))"
     results = {
-        "size": args.size, "benchmark": args.benchmark if args.size == "tiny" else None, "device": device_name, "dtype": args.dtype, "batch": batch_size, "latent": side,
+        "size": args.size, "benchmark": args.benchmark if tiny else None, "device": device_name, "dtype": args.dtype,
+        "batch": batch_size, "latent": side,
         "rank": rank, "past_tasks": args.past_tasks, "unet_params": costs["unet_params"],
         "torch": torch.__version__,
         "variants": {
