@@ -21,8 +21,8 @@ def sha256_bytes(data: bytes) -> str:
 def load_rgb(path: Path, non_rgb: str = "convert") -> tuple[Image.Image, str, str | None]:
     """Read ``path`` fully and return (RGB image, sha256 of the file bytes, original mode if converted).
 
-    Raises a one-line PipelineError naming the file when it is missing, not an image, truncated or
-    corrupt, or not RGB while ``non_rgb == "reject"``. With ``non_rgb == "convert"``, greyscale,
+    Raises a one-line PipelineError naming the file when it is missing, empty, not an image, truncated
+    or corrupt, or not RGB while ``non_rgb == "reject"``. With ``non_rgb == "convert"``, greyscale,
     palette, CMYK and alpha images are converted (alpha composited on white) and the original mode is
     returned so the manifest can say so.
     """
@@ -32,12 +32,16 @@ def load_rgb(path: Path, non_rgb: str = "convert") -> tuple[Image.Image, str, st
         raise PipelineError(f"{path}: image file not found") from None
     except OSError as exc:
         raise PipelineError(f"{path}: cannot read image file ({exc.strerror})") from None
+    if not data:
+        raise PipelineError(f"{path}: empty file")
     try:
         with Image.open(io.BytesIO(data)) as probe:
             probe.verify()
         image = Image.open(io.BytesIO(data))
         image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UnidentifiedImageError:  # PIL's message names the in-memory buffer, not the file
+        raise PipelineError(f"{path}: corrupt or truncated image (not in a format PIL recognises)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise PipelineError(f"{path}: corrupt or truncated image ({exc})") from None
     converted_from = None
     if image.mode != "RGB":
