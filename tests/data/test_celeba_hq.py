@@ -1,6 +1,8 @@
 """CelebA-HQ reader and sampler on a small fixture tree in the CelebAMask-HQ layout."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 from PIL import Image
@@ -127,4 +129,45 @@ def test_malformed_mapping_line(tmp_path, celeba):
     mapping = root / "CelebA-HQ-to-CelebA-mapping.txt"
     mapping.write_text(mapping.read_text() + "7 oops\n")
     with pytest.raises(PipelineError, match=r"CelebA-HQ-to-CelebA-mapping.txt:\d+: expected"):
+        prepare_tasks(bench_for(root), "faces", tmp_path / "out")
+
+
+def prepare_data_cli(root, out):
+    """`cdiff prepare-data` in a subprocess (stderr is a pipe, as in a Snakemake job's log)."""
+    return subprocess.run(
+        [sys.executable, "-m", "continual_diffusion", "prepare-data", "--benchmark", "faces", "--out", str(out),
+         "--params", str(REPO / "params.yaml"), "--set", "profile=paper_faces",
+         "--set", f"sources.celeba_hq.root={root}", "--set", "data.faces.n_tasks=3", "--set", "data.faces.min_images=4",
+         "--set", "data.faces.max_images=null", "--set", "data.faces.resolution=24"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+
+
+def error_lines(stderr: str) -> list[str]:
+    """Lines as grep sees them (split at newlines only: a progress bar's carriage return is inside a line)."""
+    return [line for line in stderr.split("\n") if line.startswith("cdiff: error:")]
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda data: data[: len(data) // 2], "corrupt or truncated image"),
+    (lambda data: b"", "empty file"),
+], ids=["truncated", "empty"])
+def test_cli_error_starts_its_own_line_after_the_progress_bar(tmp_path, celeba, damage, message):
+    root, ids = celeba
+    victim = root / "CelebA-HQ-img" / f"{ids['404'][2]}.jpg"  # read after the bar has started
+    victim.write_bytes(damage(victim.read_bytes()))
+    out = tmp_path / "out"
+    result = prepare_data_cli(root, out)
+    assert result.returncode == 1
+    assert "prepare-data faces" in result.stderr and "<_io." not in result.stderr  # the bar was on stderr
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and lines[0].startswith(f"cdiff: error: {victim}: {message}"), result.stderr
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["CelebAMask-HQ"]
+
+
+def test_empty_image_file(tmp_path, celeba):
+    root, ids = celeba
+    victim = root / "CelebA-HQ-img" / f"{ids['101'][0]}.jpg"
+    victim.write_bytes(b"")
+    with pytest.raises(PipelineError, match=rf"^{victim}: empty file$"):
         prepare_tasks(bench_for(root), "faces", tmp_path / "out")

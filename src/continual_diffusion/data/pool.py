@@ -31,20 +31,19 @@ def write_pool(out: Path, source: SyntheticSource, benchmark: str) -> None:
     captions = []
     firsts = []
     with atomic_directory(out) as tmp:
-        progress = progress_bar(total=n, desc=f"generic pool {benchmark}", unit="img")
-        k = 0
-        for c, concept in enumerate(concepts):
-            caption = source.generator.caption(concept)
-            for j in range(per_concept):
-                image = source.pool_image(concept, j)
-                images[k] = np.asarray(image, dtype=np.uint8)
-                labels[k] = c
-                captions.append(caption)
-                if j == 0 and len(firsts) < 64:
-                    firsts.append(image)
-                k += 1
-                progress.update(1)
-        progress.close()
+        with progress_bar(total=n, desc=f"generic pool {benchmark}", unit="img") as progress:
+            k = 0
+            for c, concept in enumerate(concepts):
+                caption = source.generator.caption(concept)
+                for j in range(per_concept):
+                    image = source.pool_image(concept, j)
+                    images[k] = np.asarray(image, dtype=np.uint8)
+                    labels[k] = c
+                    captions.append(caption)
+                    if j == 0 and len(firsts) < 64:
+                        firsts.append(image)
+                    k += 1
+                    progress.update(1)
         save_file({"images": images, "concept": labels}, str(tmp / "images.safetensors"))
         default_file_mode(tmp / "images.safetensors")  # safetensors writes 0600
         (tmp / "captions.json").write_text(json_text(captions))

@@ -81,54 +81,53 @@ def write_tasks(
         overview_rows = []
         summary = []
         total = sum(len(t.items) for t in tasks)
-        progress = progress_bar(total=total, desc=f"prepare-data {benchmark}", unit="img")
-        for task in tasks:
-            folder = tmp / task_dirname(task.task)
-            entries = []
-            row = []
-            for j, item in enumerate(task.items):
-                loaded = item.loader()
-                duplicate_of = seen.get(loaded.source_sha256)
-                if duplicate_of is not None:
-                    raise PipelineError(f"{item.origin}: duplicate image (identical to {duplicate_of})")
-                seen[loaded.source_sha256] = item.origin
-                image = square_resize(loaded.image, resolution)
-                data = png_bytes(image)
-                name = f"images/{j:03d}.png"
-                (folder / name).parent.mkdir(parents=True, exist_ok=True)
-                (folder / name).write_bytes(data)
-                entry = {
-                    "file": name,
-                    "sha256": sha256_bytes(data),
-                    "source_id": item.source_id,
-                    "source_sha256": loaded.source_sha256,
+        with progress_bar(total=total, desc=f"prepare-data {benchmark}", unit="img") as progress:
+            for task in tasks:
+                folder = tmp / task_dirname(task.task)
+                entries = []
+                row = []
+                for j, item in enumerate(task.items):
+                    loaded = item.loader()
+                    duplicate_of = seen.get(loaded.source_sha256)
+                    if duplicate_of is not None:
+                        raise PipelineError(f"{item.origin}: duplicate image (identical to {duplicate_of})")
+                    seen[loaded.source_sha256] = item.origin
+                    image = square_resize(loaded.image, resolution)
+                    data = png_bytes(image)
+                    name = f"images/{j:03d}.png"
+                    (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                    (folder / name).write_bytes(data)
+                    entry = {
+                        "file": name,
+                        "sha256": sha256_bytes(data),
+                        "source_id": item.source_id,
+                        "source_sha256": loaded.source_sha256,
+                    }
+                    if loaded.converted_from:
+                        entry["converted_from"] = loaded.converted_from
+                        log.warning("%s: converted from %s to RGB", item.origin, loaded.converted_from)
+                    entries.append(entry)
+                    if len(row) < OVERVIEW_COLUMNS:
+                        row.append(image)
+                    progress.update(1)
+                manifest = {
+                    "benchmark": benchmark,
+                    "task": task.task,
+                    "concept_id": task.record.concept_id,
+                    "class_word": class_word,
+                    "source": source,
+                    "resolution": resolution,
+                    "n_images": len(entries),
+                    "images": entries,
+                    "sampling": sampling,
+                    "concept": task.record.metadata,
                 }
-                if loaded.converted_from:
-                    entry["converted_from"] = loaded.converted_from
-                    log.warning("%s: converted from %s to RGB", item.origin, loaded.converted_from)
-                entries.append(entry)
-                if len(row) < OVERVIEW_COLUMNS:
-                    row.append(image)
-                progress.update(1)
-            manifest = {
-                "benchmark": benchmark,
-                "task": task.task,
-                "concept_id": task.record.concept_id,
-                "class_word": class_word,
-                "source": source,
-                "resolution": resolution,
-                "n_images": len(entries),
-                "images": entries,
-                "sampling": sampling,
-                "concept": task.record.metadata,
-            }
-            (folder / "manifest.json").write_text(json_text(manifest))
-            overview_rows.append(row)
-            summary.append({
-                "task": task.task, "dir": task_dirname(task.task), "concept_id": task.record.concept_id,
-                "n_images": len(entries),
-            })
-        progress.close()
+                (folder / "manifest.json").write_text(json_text(manifest))
+                overview_rows.append(row)
+                summary.append({
+                    "task": task.task, "dir": task_dirname(task.task), "concept_id": task.record.concept_id,
+                    "n_images": len(entries),
+                })
         (tmp / "tasks.json").write_text(json_text({
             "benchmark": benchmark, "source": source, "class_word": class_word, "resolution": resolution,
             "n_tasks": len(tasks), "tasks": summary, "sampling": sampling,
