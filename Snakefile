@@ -18,10 +18,18 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
+# Every DVC stage's outputs are targets, not only the reports: a deleted task folder (or base model,
+# evaluator) is then a missing target that a plain run rebuilds, with the reports that read it, just as
+# `dvc status` reports the stage changed. Were only the reports requested, their existing outputs would
+# hide the missing inputs ("Nothing to be done").
 rule all:
     default_target: True
     input:
         rules.prepare_data.input,
+        rules.base_model.output,
+        rules.evaluator.input,
+        rules.train.input,
+        rules.evaluate.input,
         rules.report.input,
 
 

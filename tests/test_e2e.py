@@ -3,6 +3,7 @@ has run, a second invocation of either has nothing to do."""
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -119,6 +120,39 @@ def test_a_method_parameter_of_one_benchmark_reruns_only_its_chains(via_snakemak
     text = run(["snakemake", "-n", "--cores", "2", "train", "evaluate", "--config", override], via_snakemake).stdout
     jobs = set(re.findall(r"wildcards: benchmark=(\w+), method=(\w+)", text))
     assert jobs == {("faces", "clora")}
+
+
+def dry_run_jobs(text):
+    """(rule, wildcards) of every job a ``snakemake -n`` output schedules."""
+    jobs = []
+    for rule, body in re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n?)*)", text, flags=re.M):
+        wildcards = re.search(r"^    wildcards: (.*)$", body, flags=re.M)
+        jobs.append((rule, dict(re.findall(r"(\w+)=([^,\s]+)", wildcards.group(1) if wildcards else ""))))
+    return jobs
+
+
+def test_a_deleted_chain_is_rebuilt_by_snakemake_and_changed_for_dvc(via_snakemake, tmp_path):
+    # Issue 17: the reports' outputs exist, but a deleted chain is a missing target of `rule all`
+    workdir = tmp_path / "workspace"
+    shutil.copytree(via_snakemake, workdir, symlinks=True)  # the other tests keep the whole chain
+    for root in ("runs", "results"):
+        shutil.rmtree(workdir / root / "smoke" / "faces" / "lora_sequential")
+    jobs = dry_run_jobs(run(["snakemake", "-n", "--cores", "2"], workdir).stdout)
+    chain = ("train_task", "evaluate_task")
+    chain_jobs = {(r, w["benchmark"], w["method"], w["task"]) for r, w in jobs if r in chain}
+    assert chain_jobs == {(r, "faces", "lora_sequential", t) for r in chain for t in ("01", "02")}
+    reports = {"metric_matrices", "continual_summary", "sample_grids", "tables", "figures", "audit", "dvc_outputs",
+               "export_diffusers"}  # not parameter_costs: it reads no chain
+    assert {r for r, _ in jobs} == {*chain, *reports, "all"}
+    assert [(w["benchmark"], w["method"]) for r, w in jobs if r == "export_diffusers"] == [("faces", "lora_sequential")]
+    # DVC sees the same: train and evaluate have changed (deleted) outputs; dvc-record does not record them
+    run([sys.executable, "-m", "continual_diffusion", "dvc-record"], workdir)
+    status = run(["dvc", "status"], workdir).stdout
+    parts = re.split(r"^(\w+):$", status, flags=re.M)
+    changed = {parts[i]: parts[i + 1] for i in range(1, len(parts), 2)}
+    assert set(changed) == {"train", "evaluate", "report"}, status
+    for stage, out in (("train", "runs/smoke"), ("evaluate", "results/smoke")):
+        assert re.search(rf"changed outs:\s+modified:\s+{out}\n", changed[stage]), status
 
 
 def test_dvc_repro_builds_the_task_folders(via_dvc):
