@@ -1,6 +1,6 @@
 """Re-score evaluated chains with another identity evaluator, from the samples they already generated.
 
-An evaluate job writes every scored sample into ``samples.png`` (sampling.grid: row i = concept i,
+An evaluate job writes every scored sample into ``samples.png`` (sampling.grid: one row per scored concept,
 2 px white padding, native resolution, lossless PNG), so the exact uint8 samples can be cut out again and
 classified by a different evaluator without sampling anew (seconds instead of a re-evaluation). The
 identity numbers are those of the evaluate stage (metrics/identity.identity_scores on each concept's
@@ -41,9 +41,13 @@ def cut_grid(grid: np.ndarray, rows: int, size: int, pad: int = PAD) -> list[np.
 
 
 def rescore_task(task_dir: Path, task: int, net, manifest: dict) -> dict:
+    """Rows of samples.png are the scored concepts in the order of scores.json (all i <= t when it has none)."""
+    scores = task_dir / "scores.json"
+    concepts = ([int(i) for i in json.loads(scores.read_text())["concepts"]] if scores.exists()
+                else list(range(1, task + 1)))
     grid = np.asarray(Image.open(task_dir / "samples.png").convert("RGB"))
-    rows = cut_grid(grid, task, manifest["resolution"])
-    return {str(i): identity_scores(predict(net, rows[i - 1]), i - 1, manifest["classes"]) for i in range(1, task + 1)}
+    rows = cut_grid(grid, len(concepts), manifest["resolution"])
+    return {str(i): identity_scores(predict(net, row), i - 1, manifest["classes"]) for i, row in zip(concepts, rows)}
 
 
 def main() -> None:

@@ -1,11 +1,16 @@
-"""Evaluation after task t of a chain: sample every concept i <= t and score it with the metric suite.
+"""Evaluation after task t of a chain: sample the concepts i <= t of the schedule and score them.
+
+Schedule (``evaluation.schedule``): ``full`` scores every concept i <= t (the lower triangle of R);
+``sparse`` scores concept t (R[t, t]) and concept 1 (R[t, 1]) after every task and every concept after
+the last task T (R[T, i]): the cells plasticity P, final average A, forgetting F, the concept-1 curve,
+the figures and the grids read. Cells it skips are empty (NaN) in R.
 
 Writes ``results/<profile>/<benchmark>/<method>/seed_<s>/task_XX/``:
   scores.json        R[t, i] for i <= t of every metric of ``evaluation.metrics`` (metrics/suite.py),
                      with each metric's formula, direction and feature space under ``metrics``, the
                      identity evaluator's held-out accuracy (the ceiling the numbers are read against)
                      and the evaluation's wall time
-  samples.png        every scored sample, one row per concept (row i = concept i)
+  samples.png        every scored sample, one row per scored concept (in concept order, as in scores.json)
   samples.safetensors  after the last task only: the scored samples themselves (uint8, key
                      ``concept_<i>``), kept for the post-sequence grids (report stage)
 Generation is batched across concepts; image j of concept i has its own CPU seed (sampling.py), so a
@@ -36,6 +41,18 @@ from .task_images import concept_images
 
 log = logging.getLogger(__name__)
 
+SCHEDULES = ("sparse", "full")
+
+
+def scheduled_concepts(task: int, n_tasks: int, schedule: str) -> list[int]:
+    """The concepts scored after ``task`` of an ``n_tasks`` sequence under ``schedule`` (module docstring)."""
+    if schedule not in SCHEDULES:
+        raise PipelineError(f"evaluation.schedule: unknown schedule {schedule!r} ({' | '.join(SCHEDULES)})")
+    if not 1 <= task <= n_tasks:
+        raise PipelineError(f"task {task} is outside the sequence 1..{n_tasks}")
+    if schedule == "full" or task == n_tasks:
+        return list(range(1, task + 1))
+    return sorted({1, task})
 
 
 def evaluate_task(cfg: dict, benchmark: str, method_name: str, seed: int, task: int, base: Path, runs: Path,
@@ -50,7 +67,8 @@ def evaluate_task(cfg: dict, benchmark: str, method_name: str, seed: int, task: 
     method = make_method(method_name, method_params(cfg, benchmark, method_name))
     method.prepare(model, MethodEnv(benchmark=benchmark, data_root=Path(data_root), seed=seed))
     restore_chain(model, method, runs, task)
-    concepts = list(range(1, task + 1))
+    n_tasks = cfg["data"][benchmark]["n_tasks"]
+    concepts = scheduled_concepts(task, n_tasks, ev["schedule"])
     samples: dict[int, np.ndarray] = {}
     for group in method.inference_groups(concepts):
         method.prepare_inference(group)
@@ -63,11 +81,12 @@ def evaluate_task(cfg: dict, benchmark: str, method_name: str, seed: int, task: 
         "benchmark": benchmark, "method": method_name, "seed": seed, "after_task": task,
         "metrics": suite.describe(),
         "samples_per_concept": ev["samples_per_concept"],
+        "schedule": ev["schedule"],
         "evaluator_heldout_accuracy": suite.manifest.get("heldout_accuracy"),
         "evaluator_heldout_accuracy_vae_roundtrip": suite.manifest.get("heldout_accuracy_vae_roundtrip"),
         "concepts": scores,
     }
-    last = task == cfg["data"][benchmark]["n_tasks"]
+    last = task == n_tasks
     with atomic_directory(out) as tmp:
         Image.fromarray(grid([samples[i] for i in concepts])).save(tmp / "samples.png")
         if last:

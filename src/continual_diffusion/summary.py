@@ -19,7 +19,7 @@ import numpy as np
 from .errors import PipelineError
 from .io_utils import atomic_directory, json_text
 from .matrices import metric_keys, metric_matrix
-from .metrics.continual import chain_metrics
+from .metrics.continual import chain_metrics, concept_curve
 
 SUMMARY_KEYS = ("plasticity", "plasticity_min", "final", "forgetting", "early_just_learned", "early_final")
 SKIPPED_KEYS = ("other_rate",)  # a diagnostic of accuracy, not a quality metric of its own
@@ -131,7 +131,8 @@ def plot_curves(summary: dict, key: str, path: Path) -> None:
                 continue
             r = np.asarray(summary[b][m][key]["R_mean"], dtype=float)
             for i in range(min(5, r.shape[0])):
-                ax.plot(range(i + 1, r.shape[0] + 1), r[i:, i], marker="o", ms=3, label=f"concept {i + 1}")
+                tasks, values, gaps = concept_curve(r, i + 1)  # dotted: cells skipped by the evaluation schedule
+                ax.plot(tasks, values, marker="o", ms=3, ls=":" if gaps else "-", label=f"concept {i + 1}")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100, metadata={"Software": None})

@@ -33,3 +33,17 @@ def test_one_task_has_no_forgetting_and_bad_shapes_are_refused():
         plasticity(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="no values"):
         plasticity(np.full((2, 2), NAN))
+
+
+def test_concept_curve_keeps_only_evaluated_cells_and_flags_gaps():
+    from continual_diffusion.metrics.continual import concept_curve
+
+    nan = np.nan
+    r = np.array([[0.9, nan, nan, nan],
+                  [0.8, 0.7, nan, nan],
+                  [nan, nan, 0.6, nan],   # a sparse schedule skipped R[3, 1] and R[3, 2]
+                  [0.5, 0.4, 0.3, 0.2]])
+    assert concept_curve(r, 1) == ([1, 2, 4], [0.9, 0.8, 0.5], True)
+    assert concept_curve(r, 2) == ([2, 4], [0.7, 0.4], True)
+    assert concept_curve(r, 3) == ([3, 4], [0.6, 0.3], False)
+    assert concept_curve(r, 4) == ([4], [0.2], False)

@@ -43,6 +43,15 @@ def forgetting(r: np.ndarray, higher_is_better: bool = True) -> float:
     return float(np.nanmean(drop if higher_is_better else -drop))
 
 
+def concept_curve(r: np.ndarray, concept: int) -> tuple[list[int], list[float], bool]:
+    """Concept ``concept``'s (1-based) evaluated cells R[t, concept], t >= concept: the tasks t, the values,
+    and whether cells in between were skipped (a sparse evaluation schedule), for plotting."""
+    column = np.asarray(r, dtype=float)[concept - 1:, concept - 1]
+    tasks = [concept + k for k in range(column.size) if np.isfinite(column[k])]
+    gaps = bool(tasks) and len(tasks) < tasks[-1] - tasks[0] + 1
+    return tasks, [float(column[t - concept]) for t in tasks], gaps
+
+
 def chain_metrics(r: np.ndarray, higher_is_better: bool = True, early: int = 5) -> dict:
     """Every number above for one chain (one benchmark, method and seed)."""
     r = check_matrix(r)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PipelineError
+from ..metrics.continual import concept_curve
 from ..io_utils import atomic_directory
 from ..summary import summary_keys as metric_keys
 from . import method_name
@@ -54,7 +55,8 @@ def concept_curves(summary: dict, key: str, path: Path) -> None:
                 continue
             r = np.asarray(summary[b][m][key]["R_mean"], dtype=float)
             for i in range(r.shape[0]):
-                ax.plot(range(i + 1, r.shape[0] + 1), r[i:, i], marker="o", ms=2, lw=1, color=cmap(i % 10),
+                tasks, values, gaps = concept_curve(r, i + 1)  # dotted: cells skipped by the evaluation schedule
+                ax.plot(tasks, values, marker="o", ms=2, lw=1, ls=":" if gaps else "-", color=cmap(i % 10),
                         label=f"concept {i + 1}")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(10, len(labels)) or 1, fontsize=7, frameon=False)
