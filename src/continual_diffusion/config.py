@@ -158,6 +158,7 @@ def chain_settings(cfg: Mapping, benchmark: str, method: str) -> dict:
                   "token_lr": train["token_lr"], "token_init_norm": train["token_init_norm"]},
         "method": method_params(cfg, benchmark, method),
         "torch_threads": cfg["torch_threads"],
+        "cpu_isa": cfg["cpu_isa"],
     }
 
 
@@ -184,4 +185,24 @@ def evaluation_settings(cfg: Mapping, benchmark: str) -> dict:
     ev = dict(cfg["evaluation"])
     ev["class_words"] = ev["class_words"][benchmark]
     ev["n_tasks"] = cfg["data"][benchmark]["n_tasks"]
+    ev["cpu_isa"] = cfg["cpu_isa"]
     return ev
+
+
+ISA_ENVIRONMENT = {
+    # torch's own vectorised kernels, oneDNN's convolutions / matmuls, MKL's BLAS (conditional numerical
+    # reproducibility): each picks its code path from the CPU unless capped
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"},
+    "native": {},
+}
+
+
+def isa_environment(cpu_isa: str, machine: str | None = None) -> dict[str, str]:
+    """Environment variables that cap the CPU kernels to ``cpu_isa`` (``cpu_isa`` in params.yaml); they
+    must be set before torch is imported. Only x86-64 has these code paths: elsewhere nothing is capped."""
+    import platform
+
+    if cpu_isa not in ISA_ENVIRONMENT:
+        raise PipelineError(f"cpu_isa: unknown value {cpu_isa!r} ({' | '.join(ISA_ENVIRONMENT)})")
+    machine = (machine or platform.machine()).lower()
+    return dict(ISA_ENVIRONMENT[cpu_isa]) if machine in ("x86_64", "amd64") else {}

@@ -8,7 +8,7 @@ rule base_model:
     output:
         directory(f"models/{PROFILE}/base"),
     params:
-        model=json.dumps(CFG["model"], sort_keys=True),
+        model=json.dumps({**CFG["model"], "cpu_isa": CFG["cpu_isa"]}, sort_keys=True),
         config=CONFIG_ARGS,
     threads: CFG["model"]["pretrain"]["threads"]
     benchmark:
