@@ -13,7 +13,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: run test install repro lint dvc-yaml readme-results
+.PHONY: run test install repro lint dvc-yaml readme-results record check-record
 
 install: $(VENV)/.installed
 
@@ -25,10 +25,24 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 		| { grep -v "^WARNING: Location" || true; }
 	@touch $@
 
+# logs/make-run.times: wall-clock marks of the two phases (benchmarks/default_run.py reads them)
 run: install
 	@mkdir -p logs
+	@echo "start $$(date +%s.%N)" > logs/make-run.times
 	snakemake --cores $(CORES) 2>&1 | tee logs/make-run.log
+	@echo "pipeline_done $$(date +%s.%N)" >> logs/make-run.times
 	snakemake --report reports/report.html 2>&1 | tee -a logs/make-run.log
+	@echo "html_report_done $$(date +%s.%N)" >> logs/make-run.times
+
+# after `make run` of the committed code: write the record (reports/record/<profile>.json: platform, output
+# hashes, every reported number) and copy the results table into the README
+record: install
+	cdiff record --write
+	cdiff readme-results --tables reports/tiny/tables
+
+# after `make run`: compare it with the record (bit for bit on the record's platform, else within tolerances)
+check-record: install
+	cdiff record
 
 # after `make run`: copy the default run's table into the README's results section
 readme-results: install

@@ -26,3 +26,22 @@ def test_missing_markers_fail_with_the_file_name():
 def test_the_readme_has_its_results_section():
     text = open("README.md").read()
     assert text.count(BEGIN) == 1 and text.count(END) == 1
+
+
+def test_the_record_s_platform_is_written_above_the_table(tmp_path):
+    import json
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n{BEGIN}\nold\n{END}\n")
+    tables = tmp_path / "tables.md"
+    tables.write_text("| a |\n|---|\n| 1 |\n")
+    record = tmp_path / "tiny.json"
+    record.write_text(json.dumps({"platform": {
+        "cpu": {"model": "Some Xeon", "machine": "x86_64", "isa_flags": ["avx2", "avx512f"]},
+        "isa_caps": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": None},
+        "torch": "2.14.1", "mkl": "2024.2", "onednn": "3.12.0", "numpy": "2.4", "python": "3.11.7",
+        "bit_identity_key": "KEY"}}))
+    assert update_readme(readme, tables, record=record) is True
+    text = readme.read_text()
+    assert "Recorded on Some Xeon (x86_64, ISA flags avx2 avx512f; kernels capped: ATEN_CPU_CAPABILITY=avx2)" in text
+    assert "`KEY`" in text and text.index("Recorded on") < text.index("| a |")

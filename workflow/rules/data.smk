@@ -10,6 +10,8 @@ rule sample_tasks:
     params:
         bench=lambda w: bench_params(w.benchmark),
         config=CONFIG_ARGS,
+    benchmark:
+        f"logs/{PROFILE}/benchmarks/prepare_data/tasks_{{benchmark}}.tsv",
     log:
         f"logs/{PROFILE}/prepare_data/tasks_{{benchmark}}.log",
     wildcard_constraints:
@@ -28,6 +30,8 @@ rule generic_pool:
     params:
         bench=lambda w: bench_params(w.benchmark),
         config=CONFIG_ARGS,
+    benchmark:
+        f"logs/{PROFILE}/benchmarks/prepare_data/pool_{{benchmark}}.tsv",
     log:
         f"logs/{PROFILE}/prepare_data/pool_{{benchmark}}.log",
     wildcard_constraints:

@@ -15,6 +15,8 @@ rule metric_matrices:
         report=report_params(),
         config=CONFIG_ARGS,
         results=lambda w, input: str(Path(input.results[0]).parents[3]),  # results/<profile>
+    benchmark:
+        f"logs/{PROFILE}/benchmarks/report/metric_matrices.tsv",
     log:
         f"logs/{PROFILE}/report/metric_matrices.log",
     conda:
@@ -33,6 +35,8 @@ rule continual_summary:
         report=report_params(),
         config=CONFIG_ARGS,
         results=lambda w, input: str(Path(input.results[0]).parents[3]),  # results/<profile>
+    benchmark:
+        f"logs/{PROFILE}/benchmarks/report/continual_summary.tsv",
     log:
         f"logs/{PROFILE}/report/continual_summary.log",
     conda:
@@ -54,6 +58,8 @@ rule sample_grids:
         grid=json.dumps(CFG["report"], sort_keys=True),
         config=CONFIG_ARGS,
         results=lambda w, input: str(Path(input.results[0]).parents[3]),  # results/<profile>
+    benchmark:
+        f"logs/{PROFILE}/benchmarks/report/sample_grids.tsv",
     log:
         f"logs/{PROFILE}/report/sample_grids.log",
     conda:
@@ -72,6 +78,8 @@ rule parameter_costs:
         methods=json.dumps({m: CFG["methods"][m] for m in CFG["train"]["methods"]}, sort_keys=True),
         paper=json.dumps(CFG["profiles"].get("paper_faces", {}).get("methods", {}), sort_keys=True),
         config=CONFIG_ARGS,
+    benchmark:
+        f"logs/{PROFILE}/benchmarks/report/parameter_costs.tsv",
     log:
         f"logs/{PROFILE}/report/parameter_costs.log",
     conda:
@@ -91,6 +99,8 @@ rule tables:
     params:
         report=report_params(),
         config=CONFIG_ARGS,
+    benchmark:
+        f"logs/{PROFILE}/benchmarks/report/tables.tsv",
     log:
         f"logs/{PROFILE}/report/tables.log",
     conda:
@@ -112,6 +122,8 @@ rule figures:
         report=report_params(),
         config=CONFIG_ARGS,
         runs=lambda w, input: str(Path(input.runs[0]).parents[3]),  # runs/<profile>
+    benchmark:
+        f"logs/{PROFILE}/benchmarks/report/figures.tsv",
     log:
         f"logs/{PROFILE}/report/figures.log",
     conda:
@@ -133,6 +145,8 @@ rule audit:
     params:
         report=report_params(),
         config=CONFIG_ARGS,
+    benchmark:
+        f"logs/{PROFILE}/benchmarks/report/audit.tsv",
     log:
         f"logs/{PROFILE}/report/audit.log",
     conda:
@@ -156,6 +170,8 @@ rule dvc_outputs:
         report=report_params(),
         config=CONFIG_ARGS,
         runs=lambda w, input: str(Path(input.runs[0]).parents[3]),  # runs/<profile>
+    benchmark:
+        f"logs/{PROFILE}/benchmarks/report/dvc_outputs.tsv",
     log:
         f"logs/{PROFILE}/report/dvc_outputs.log",
     conda:
@@ -179,6 +195,8 @@ rule export_diffusers:
     params:
         config=CONFIG_ARGS,
         runs=lambda w, input: str(Path(input.runs[0]).parent),  # the chain's folder
+    benchmark:
+        f"logs/{PROFILE}/benchmarks/report/export_{{benchmark}}_{{method}}_seed_{{seed}}.tsv",
     log:
         f"logs/{PROFILE}/report/export_{{benchmark}}_{{method}}_seed_{{seed}}.log",
     conda:

@@ -27,13 +27,28 @@ def replace_section(text: str, table: str, origin: str) -> str:
     return f"{head}{BEGIN}\n{body}\n{END}{tail}"
 
 
-def update_readme(readme: Path, tables_md: Path, check: bool = False) -> bool:
-    """Write the table into the README (unless ``check``); True when the README's copy differed."""
-    for path in (readme, tables_md):
+def platform_note(record: dict) -> str:
+    """One line naming the platform a record was made on (record.py)."""
+    p = record["platform"]
+    caps = ", ".join(f"{k}={v}" for k, v in p["isa_caps"].items() if v) or "none"
+    return (f"Recorded on {p['cpu']['model']} ({p['cpu']['machine']}, ISA flags {' '.join(p['cpu']['isa_flags'])}; "
+            f"kernels capped: {caps}), torch {p['torch']}, MKL {p['mkl']}, oneDNN {p['onednn']}, numpy {p['numpy']}, "
+            f"Python {p['python']}. Bit-identical wherever `bit_identity_key` matches: `{p['bit_identity_key']}`.")
+
+
+def update_readme(readme: Path, tables_md: Path, check: bool = False, record: Path | None = None) -> bool:
+    """Write the table (and, with ``record``, the platform it was made on) into the README (unless ``check``);
+    True when the README's copy differed."""
+    import json
+
+    for path in (readme, tables_md, *([record] if record else [])):
         if not Path(path).exists():
             raise PipelineError(f"{path}: missing")
+    table = Path(tables_md).read_text()
+    if record:
+        table = f"{platform_note(json.loads(Path(record).read_text()))}\n\n{table}"
     text = Path(readme).read_text()
-    new = replace_section(text, Path(tables_md).read_text(), str(readme))
+    new = replace_section(text, table, str(readme))
     if new != text and not check:
         write_text_atomic(Path(readme), new)
     return new != text

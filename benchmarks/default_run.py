@@ -1,0 +1,147 @@
+"""Time a fresh ``make run`` (the full default pipeline) stage by stage, on an idle machine.
+
+    python benchmarks/default_run.py --out benchmarks/results/default_run_tiny.json
+
+1. Refuses to start while the machine is busy (1-minute load average above ``--max-load``, or another
+   torch / snakemake / pytest process running): timings taken beside other jobs are not the figure.
+2. ``--fresh`` (default): moves the profile's outputs (data, models, runs, results, reports, checkpoints,
+   logs) to a trash folder first, so every stage is computed, as on a fresh clone.
+3. Runs ``make run`` and reads:
+   * wall time of the whole command, of the Snakemake pipeline and of the HTML report
+     (``logs/make-run.times``, written by the Makefile);
+   * every job's wall time from the Snakemake ``benchmark:`` files (``logs/<profile>/benchmarks/``),
+     summed per stage (prepare_data, base_model, evaluator, train, evaluate, report): the profile of
+     where the time goes. Jobs run in parallel, so job seconds add up to more than the wall time.
+Writes JSON (``--out``) and a Markdown table beside it (same name, ``.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from continual_diffusion.config import load as load_config  # noqa: E402
+from continual_diffusion.record import platform_info  # noqa: E402
+
+STAGE_OF_FOLDER = {"prepare_data": "prepare_data", "base_model": "base_model", "evaluator": "evaluator",
+                   "train": "train", "evaluate": "evaluate", "report": "report"}
+BUSY = ("pytest", "snakemake", "continual_diffusion", "dvc ")
+
+
+def busy_processes() -> list[str]:
+    me = os.getpid()
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout.splitlines()[1:]
+    found = []
+    for line in out:
+        pid, _, args = line.strip().partition(" ")
+        if int(pid) != me and any(b in args for b in BUSY) and "default_run.py" not in args:
+            found.append(line.strip()[:120])
+    return found
+
+
+def job_times(bench_root: Path) -> dict[str, list[tuple[str, float]]]:
+    """{stage: [(job, seconds)]} from Snakemake's benchmark TSV files."""
+    stages: dict[str, list[tuple[str, float]]] = {}
+    for tsv in sorted(bench_root.rglob("*.tsv")):
+        rel = tsv.relative_to(bench_root)
+        stage = STAGE_OF_FOLDER.get(rel.parts[0], "base_model" if rel.stem == "base_model" else rel.parts[0])
+        with open(tsv) as handle:
+            rows = list(csv.DictReader(handle, delimiter="\t"))
+        if rows:
+            stages.setdefault(stage, []).append((rel.with_suffix("").as_posix(), float(rows[-1]["s"])))
+    return stages
+
+
+def read_marks(path: Path) -> dict[str, float]:
+    marks = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            marks[name] = float(value)
+    return marks
+
+
+def markdown(result: dict) -> str:
+    lines = [f"<!-- {result['command']} ({result['date']}) -->",
+             f"# Default run (`make run`, profile {result['profile']}), fresh outputs, idle machine",
+             "",
+             f"Wall time: **{result['wall_s']:.0f} s** ({result['wall_s'] / 60:.1f} min): pipeline "
+             f"{result['pipeline_wall_s']:.0f} s, HTML report {result['html_report_wall_s']:.0f} s; exit status "
+             f"{result['returncode']}. Load average before the start: {result['load_before']:.2f}.",
+             f"Platform: {result['platform']['cpu']['model']}, {os.cpu_count()} cores, torch {result['platform']['torch']}.",
+             "",
+             "| stage | jobs | job seconds | share | median job (s) | max job (s) |",
+             "|---|---|---|---|---|---|"]
+    total = sum(s["job_seconds"] for s in result["stages"].values()) or 1.0
+    for name, s in result["stages"].items():
+        lines.append(f"| {name} | {s['jobs']} | {s['job_seconds']:.0f} | {100 * s['job_seconds'] / total:.0f}% | "
+                     f"{s['median_job_s']:.1f} | {s['max_job_s']:.1f} |")
+    lines.append(f"| all | {sum(s['jobs'] for s in result['stages'].values())} | {total:.0f} | 100% | | |")
+    lines += ["", "Job seconds are summed over jobs that run in parallel (Snakemake `benchmark:` files), so "
+              "they exceed the wall time; their shares show where the time goes."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--profile", default="tiny")
+    p.add_argument("--cores", default="2", help="make run CORES= (default 2: the project machine)")
+    p.add_argument("--keep", action="store_true", help="do not move existing outputs away (not a fresh run)")
+    p.add_argument("--max-load", type=float, default=0.5, help="refuse to start above this 1-minute load average")
+    p.add_argument("--force", action="store_true", help="start even on a busy machine (the figure is then not valid)")
+    p.add_argument("--out", type=Path, required=True, help="JSON result; a .md table is written beside it")
+    args = p.parse_args()
+
+    load = os.getloadavg()[0]
+    busy = busy_processes()
+    if (load > args.max_load or busy) and not args.force:
+        sys.exit(f"default_run.py: machine busy (load {load:.2f}; {busy[:3]}): timings would not be valid")
+    os.chdir(REPO)
+    if not args.keep:
+        trash = Path(f"/tmp/default_run_trash_{int(time.time())}")
+        for folder in (f"data/{args.profile}", f"models/{args.profile}", f"runs/{args.profile}",
+                       f"results/{args.profile}", f"reports/{args.profile}", f"checkpoints/{args.profile}",
+                       f"logs/{args.profile}", "reports/report.html"):
+            if Path(folder).exists():
+                (trash / folder).parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(folder, trash / folder)
+    command = f"make run CORES={args.cores}"
+    started = time.perf_counter()
+    rc = subprocess.run(command.split(), env=dict(os.environ, CORES=args.cores)).returncode
+    wall = time.perf_counter() - started
+    marks = read_marks(Path("logs/make-run.times"))
+    stages = {}
+    for name, jobs in sorted(job_times(Path(f"logs/{args.profile}/benchmarks")).items(),
+                             key=lambda kv: list(STAGE_OF_FOLDER).index(kv[0]) if kv[0] in STAGE_OF_FOLDER else 99):
+        seconds = sorted(s for _, s in jobs)
+        stages[name] = {"jobs": len(jobs), "job_seconds": sum(seconds), "median_job_s": seconds[len(seconds) // 2],
+                        "max_job_s": seconds[-1]}
+    result = {
+        "command": f"python benchmarks/default_run.py {' '.join(sys.argv[1:])}",
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "profile": args.profile, "fresh": not args.keep, "returncode": rc, "load_before": load,
+        "wall_s": wall,
+        "pipeline_wall_s": marks.get("pipeline_done", 0) - marks.get("start", 0),
+        "html_report_wall_s": marks.get("html_report_done", 0) - marks.get("pipeline_done", 0),
+        "stages": stages,
+        "platform": platform_info(load_config([Path("params.yaml")])["cpu_isa"]),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(result))
+    sys.stdout.write(markdown(result))
+    sys.exit(rc)
+
+
+if __name__ == "__main__":
+    main()

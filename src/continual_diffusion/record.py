@@ -1,0 +1,226 @@
+"""The record of the default run: what HEAD produces, on which platform, and a check of a rerun against it.
+
+``reports/record/<profile>.json`` (committed) holds, from one full ``make run`` of the committed code:
+  platform   CPU model and ISA flags, the ISA caps the jobs ran under, torch / MKL / oneDNN / numpy /
+             Python versions (``platform_info``); results are bit-identical only where the
+             ``bit_identity_key`` of two platforms is equal
+  outputs    the md5 of every stage output, as ``dvc.lock`` records it
+  numbers    every reported number: for each benchmark, method and metric key of the summary, P, its
+             minimum, A, F and the early-concept averages (mean over seeds), and R[t, i]
+
+``check`` compares a rerun with the record, stage by stage in pipeline order:
+  * same ``bit_identity_key``: every stage output must have the recorded md5 (bit for bit);
+  * another platform: every number must be within its tolerance,
+        |x_rerun - x_record| <= TOLERANCES[metric kind]   (absolute),
+    and the first stage whose outputs differ is named either way, so a drift is located at its source.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import re
+from pathlib import Path
+
+from .config import isa_environment
+from .errors import PipelineError
+from .io_utils import json_text, write_text_atomic
+from .pipeline import STAGES
+
+RECORD_DIR = Path("reports/record")
+ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR")
+CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
+SUMMARY_STATS = ("plasticity", "plasticity_min", "final", "forgetting", "early_just_learned", "early_final")
+
+# Absolute tolerances of a rerun on another platform, by metric key. Identity accuracies move in steps of
+# 1/16 per concept (16 samples): the largest cross-ISA drift measured on this project's machine is the
+# reference (benchmarks/results/cross_isa_tiny.md). Keys not listed use "default".
+TOLERANCES = {
+    "accuracy": 0.15, "accuracy_closed": 0.15, "other_rate": 0.15,
+    "image_similarity": 0.05, "mmd": 0.02, "default": 0.15,
+}
+
+
+def record_path(profile: str) -> Path:
+    return RECORD_DIR / f"{profile}.json"
+
+
+def _torch_build() -> dict:
+    import torch
+
+    text = torch.__config__.show()
+    mkl = re.search(r"Math Kernel Library Version ([\w.\-]+)", text)
+    onednn = re.search(r"MKL-DNN v([\d.]+)", text)
+    return {
+        "torch": torch.__version__,
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "mkl": mkl.group(1) if mkl else None,
+        "onednn": onednn.group(1) if onednn else None,
+    }
+
+
+def cpu_description() -> dict:
+    """CPU model name and the ISA flags that decide which kernels torch, MKL and oneDNN pick."""
+    model, flags = platform.processor() or platform.machine(), set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    return {"model": model, "machine": platform.machine(), "isa_flags": [f for f in CPU_FLAGS if f in flags]}
+
+
+def platform_info(cpu_isa: str) -> dict:
+    """Where a run happened, and the part of it that decides bit-identity (``bit_identity_key``); the
+    jobs' ISA caps are those of params' ``cpu_isa`` (config.isa_environment, set by the Snakefile)."""
+    import numpy
+
+    caps = isa_environment(cpu_isa)
+    info = {
+        "cpu": cpu_description(),
+        "cpu_isa": cpu_isa,
+        "isa_caps": {k: caps.get(k) for k in ISA_CAPS},
+        **_torch_build(),
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+        "os": f"{platform.system()} {platform.release()}",
+    }
+    info["bit_identity_key"] = bit_identity_key(info)
+    return info
+
+
+def bit_identity_key(info: dict) -> str:
+    """Runs with equal keys give bit-identical CPU results: the kernels' ISA (capped, or the CPU's own when
+    uncapped) and the library versions that implement them."""
+    caps = info["isa_caps"]
+    isa = caps.get("ATEN_CPU_CAPABILITY") or info["torch_cpu_capability"]
+    if caps.get("ATEN_CPU_CAPABILITY") and "avx2" not in info["cpu"]["isa_flags"]:
+        isa = "below-cap"  # a CPU without AVX2 cannot run the capped code path
+    onednn_isa = caps.get("ONEDNN_MAX_CPU_ISA") or "+".join(info["cpu"]["isa_flags"])
+    mkl_path = caps.get("MKL_CBWR") or "+".join(info["cpu"]["isa_flags"])
+    return (f"{info['cpu']['machine']}|aten={isa}|onednn={onednn_isa}|mkl={mkl_path}|torch={info['torch']}"
+            f"|mkl_version={info['mkl']}|onednn_version={info['onednn']}")
+
+
+def lock_outputs(lock_path: Path = Path("dvc.lock")) -> dict:
+    """{stage: {output path: md5}} from a dvc.lock."""
+    import yaml
+
+    if not Path(lock_path).exists():
+        raise PipelineError(f"{lock_path}: not found (run the pipeline first)")
+    lock = yaml.safe_load(Path(lock_path).read_text()) or {}
+    return {name: {o["path"]: o.get("md5") for o in stage.get("outs", [])}
+            for name, stage in (lock.get("stages") or {}).items()}
+
+
+def summary_numbers(summary: dict) -> dict:
+    """Every reported number of a summary.json, flattened to ``benchmark/method/key/statistic`` ->
+    value (None where undefined); R[t, i] as ``.../R[t,i]``."""
+    numbers: dict = {}
+    for b, methods in summary.items():
+        for m, entry in methods.items():
+            for key, stats in entry.items():
+                if key == "seeds" or not isinstance(stats, dict):
+                    continue
+                for stat in SUMMARY_STATS:
+                    if stat in stats:
+                        numbers[f"{b}/{m}/{key}/{stat}"] = stats[stat]["mean"]
+                for t, row in enumerate(stats.get("R_mean", []), start=1):
+                    for i, value in enumerate(row, start=1):
+                        if value is not None:
+                            numbers[f"{b}/{m}/{key}/R[{t},{i}]"] = value
+    return numbers
+
+
+def build_record(profile: str, cpu_isa: str, lock_path: Path = Path("dvc.lock")) -> dict:
+    summary_path = Path("reports") / profile / "summary" / "summary.json"
+    if not summary_path.exists():
+        raise PipelineError(f"{summary_path}: not found (run the pipeline first)")
+    return {
+        "profile": profile,
+        "platform": platform_info(cpu_isa),
+        "outputs": lock_outputs(lock_path),
+        "numbers": summary_numbers(json.loads(summary_path.read_text())),
+    }
+
+
+def write_record(profile: str, cpu_isa: str, lock_path: Path = Path("dvc.lock")) -> Path:
+    path = record_path(profile)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json_text(build_record(profile, cpu_isa, lock_path)))
+    return path
+
+
+def tolerance(number_key: str) -> float:
+    metric = number_key.split("/")[2]
+    return TOLERANCES.get(metric, TOLERANCES["default"])
+
+
+def first_differing_stage(recorded: dict, current: dict) -> tuple[str, str] | None:
+    """(stage, output) of the first stage in pipeline order whose output md5 differs, or None."""
+    for stage in STAGES:
+        rec, cur = recorded.get(stage.name, {}), current.get(stage.name, {})
+        for out in sorted(set(rec) | set(cur)):
+            if rec.get(out) != cur.get(out):
+                return stage.name, out
+    return None
+
+
+def compare_numbers(recorded: dict, current: dict) -> list[str]:
+    """One line per number outside its tolerance (or present on one side only)."""
+    problems = []
+    for key in sorted(set(recorded) | set(current)):
+        a, b = recorded.get(key), current.get(key)
+        if a is None and b is None:
+            continue
+        if a is None or b is None:
+            problems.append(f"{key}: recorded {a}, rerun {b}")
+        elif not (math.isfinite(a) and math.isfinite(b)) or abs(a - b) > tolerance(key):
+            problems.append(f"{key}: recorded {a:.4f}, rerun {b:.4f} (tolerance {tolerance(key)})")
+    return problems
+
+
+def check(profile: str, cpu_isa: str, lock_path: Path = Path("dvc.lock"), record: Path | None = None) -> dict:
+    """Compare the current outputs and numbers with the record (module docstring); returns a report with
+    ``ok``, ``mode`` (bit-identity | tolerance), ``first_difference`` and ``problems``."""
+    record = Path(record or record_path(profile))
+    if not record.exists():
+        raise PipelineError(f"{record}: no record (write one with `cdiff record --write` after `make run`)")
+    recorded = json.loads(record.read_text())
+    current = build_record(profile, cpu_isa, lock_path)
+    same_platform = recorded["platform"]["bit_identity_key"] == current["platform"]["bit_identity_key"]
+    first = first_differing_stage(recorded["outputs"], current["outputs"])
+    problems = compare_numbers(recorded["numbers"], current["numbers"])
+    if same_platform and first is not None:
+        problems.insert(0, f"stage {first[0]}: output {first[1]} differs from the record (same platform: "
+                           "bit-identity expected)")
+    return {
+        "ok": not problems,
+        "mode": "bit-identity" if same_platform else "tolerance",
+        "recorded_platform": recorded["platform"]["bit_identity_key"],
+        "current_platform": current["platform"]["bit_identity_key"],
+        "first_difference": None if first is None else {"stage": first[0], "output": first[1]},
+        "numbers_compared": len(set(recorded["numbers"]) | set(current["numbers"])),
+        "problems": problems,
+    }
+
+
+def check_text(report: dict) -> str:
+    """The check as lines for a terminal or a CI log."""
+    lines = [f"record check ({report['mode']}): {'OK' if report['ok'] else 'DIFFERS'}",
+             f"  recorded platform: {report['recorded_platform']}",
+             f"  this platform:     {report['current_platform']}"]
+    first = report["first_difference"]
+    lines.append(f"  first stage whose outputs differ: {first['stage']} ({first['output']})" if first
+                 else "  every stage output is bit-identical to the record")
+    lines.append(f"  numbers compared: {report['numbers_compared']}, outside tolerance: "
+                 f"{sum(1 for p in report['problems'] if not p.startswith('stage '))}")
+    lines += [f"  {p}" for p in report["problems"][:50]]
+    if len(report["problems"]) > 50:
+        lines.append(f"  ... {len(report['problems']) - 50} more")
+    return "\n".join(lines) + "\n"
