@@ -33,5 +33,14 @@ rule all:
         rules.report.input,
 
 
+onstart:
+    start_warm_worker()  # common.smk: the warm worker for the heavy jobs (CDIFF_WARM=0: none)
+
+
 onsuccess:
+    stop_warm_worker()
     record_in_dvc()
+
+
+onerror:
+    stop_warm_worker()

@@ -290,6 +290,12 @@ def cmd_dvc_record(args: argparse.Namespace) -> None:
     record(_config(args), snakemake_args=args.snakemake_arg)
 
 
+def cmd_warm_serve(args: argparse.Namespace) -> None:
+    from .warm import serve
+
+    serve(args.socket, parent_pid=args.parent_pid, idle_timeout=args.idle_timeout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cdiff", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -417,6 +423,15 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--snakemake-arg", action="append", default=[], help="extra argument for the check run of snakemake")
     p.set_defaults(func=cmd_dvc_record)
+
+    p = sub.add_parser("warm-serve", help="warm worker: pre-import torch/diffusers once and fork one process per heavy "
+                                          "job (train-task, evaluate-task, evaluator, export) whose CDIFF_WARM names "
+                                          "the socket (the Snakefile starts it; see warm.py)")
+    p.add_argument("--socket", required=True, help="Unix socket path to listen on (removed on exit)")
+    p.add_argument("--parent-pid", type=int, help="exit once this process (the Snakemake run) is gone")
+    p.add_argument("--idle-timeout", type=float, default=900.0,
+                   help="exit after this many seconds without a job (default 900)")
+    p.set_defaults(func=cmd_warm_serve)
     return parser
 
 

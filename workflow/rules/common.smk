@@ -156,3 +156,50 @@ def all_tasks(root_pattern):
         for s in CFG["seeds"]
         for t in range(1, CFG["data"][b]["n_tasks"] + 1)
     ]
+
+
+# ----- warm worker (warm.py): one process imports torch / diffusers once and forks each heavy job
+# (train-task, evaluate-task, evaluator, export) instead of a fresh interpreter importing them again;
+# results are bit-identical either way. Local runs only (a cluster job runs elsewhere); off with
+# CDIFF_WARM=0. Started by onstart, stopped by onsuccess / onerror (Snakefile).
+from continual_diffusion import warm as cd_warm
+
+_WARM = {}
+
+
+def _needs_warm_worker():
+    """Whether a job of this run runs a heavy subcommand (no server for a reports-only run)."""
+    try:
+        return any(f"continual_diffusion {c} " in (job.rule.shellcmd or "")
+                   for job in workflow.dag.needrun_jobs() for c in cd_warm.WARM_COMMANDS)
+    except Exception:
+        return True
+
+
+def start_warm_worker():
+    """Start the server in the jobs' environment (this prefix, the heavy rules' threads); the jobs inherit
+    CDIFF_WARM=<its socket> from this process. No socket within 60 s: the jobs run as without it."""
+    if os.environ.get("CDIFF_WARM") == "0" or not workflow.local_exec or workflow.remote_exec or workflow.touch:
+        return
+    if not _needs_warm_worker():
+        return
+    socket_path = cd_warm.socket_path_for(os.getpid())
+    env_lines = shell("env -0", read=True, threads=CFG["torch_threads"]).split("\0")
+    env = dict(line.split("=", 1) for line in env_lines if "=" in line)
+    proc = cd_warm.start_server(socket_path, env, Path(f"logs/{PROFILE}/warm.log"), os.getpid())
+    if proc is None:
+        print(f"cdiff: warm worker did not start (logs/{PROFILE}/warm.log): jobs import torch themselves",
+              file=sys.stderr)
+        return
+    _WARM.update(proc=proc, socket=socket_path, previous=os.environ.get("CDIFF_WARM"))
+    os.environ.update(CDIFF_WARM=socket_path)
+
+
+def stop_warm_worker():
+    if not _WARM:
+        return
+    cd_warm.stop_server(_WARM["proc"], _WARM["socket"])
+    os.environ.pop("CDIFF_WARM", None)
+    if _WARM["previous"] is not None:
+        os.environ.update(CDIFF_WARM=_WARM["previous"])
+    _WARM.clear()
