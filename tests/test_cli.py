@@ -9,7 +9,7 @@ from continual_diffusion.cli import build_parser, main
 from tests.helpers import REPO
 
 SUBCOMMANDS = ["config", "prepare-data", "generic-pool", "dvc-yaml", "dvc-record", "tables", "figures", "audit", "dvc-outputs",
-               "readme-results", "export"]
+               "readme-results", "export", "record"]
 
 
 def cdiff(*args, cwd=REPO):

@@ -262,7 +262,9 @@ def cmd_dvc_outputs(args: argparse.Namespace) -> None:
 def cmd_readme_results(args: argparse.Namespace) -> None:
     from .reports.readme import update_readme
 
-    changed = update_readme(args.readme, args.tables / "tables.md", check=args.check)
+    record = args.record if args.record is not None else Path("reports/record") / f"{args.tables.parent.name}.json"
+    changed = update_readme(args.readme, args.tables / "tables.md", check=args.check,
+                            record=record if record.exists() else None)
     if args.check and changed:
         raise PipelineError(f"{args.readme}: its results section differs from {args.tables / 'tables.md'} "
                             "(run `cdiff readme-results` to update it)")
@@ -288,6 +290,26 @@ def cmd_dvc_record(args: argparse.Namespace) -> None:
     from .dvc_record import record
 
     record(_config(args), snakemake_args=args.snakemake_arg)
+
+
+def cmd_record(args: argparse.Namespace) -> None:
+    import json
+
+    from . import record
+
+    cfg = _config(args)
+    profile = cfg["profile"]
+    if args.write:
+        path = record.write_record(profile, cfg["cpu_isa"], args.lock)
+        log.info("wrote %s", path)
+        return
+    report = record.check(profile, cfg["cpu_isa"], args.lock, args.record)
+    sys.stdout.write(json.dumps(report, indent=1) + "\n" if args.json else record.check_text(report))
+    if not report["ok"]:
+        first = report["first_difference"]
+        where = f"first differing stage: {first['stage']} ({first['output']})" if first else "all stage outputs equal"
+        raise PipelineError(f"the rerun differs from {args.record or record.record_path(profile)} "
+                            f"({report['mode']}; {where}; {len(report['problems'])} problem(s) above)")
 
 
 def cmd_warm_serve(args: argparse.Namespace) -> None:
@@ -411,6 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--readme", type=Path, default=Path("README.md"))
     p.add_argument("--tables", type=Path, required=True, help="the tables folder (tables.md)")
     p.add_argument("--check", action="store_true", help="fail if the README's copy differs")
+    p.add_argument("--record", type=Path, help="the run's record, for the platform line "
+                   "(default: reports/record/<profile>.json beside reports/<profile>/tables, when it exists)")
     p.set_defaults(func=cmd_readme_results)
 
     p = sub.add_parser("dvc-yaml", help="print (or --write / --check) dvc.yaml generated from the stage list")
@@ -418,6 +442,14 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--write", action="store_true", help="write dvc.yaml")
     mode.add_argument("--check", action="store_true", help="fail if dvc.yaml differs from the generated text")
     p.set_defaults(func=cmd_dvc_yaml)
+
+    p = sub.add_parser("record", help="write the run's record (--write) or check a rerun against it (default)")
+    _common(p)
+    p.add_argument("--write", action="store_true", help="write reports/record/<profile>.json from this run")
+    p.add_argument("--lock", type=Path, default=Path("dvc.lock"), help="the dvc.lock of this run (default: dvc.lock)")
+    p.add_argument("--record", type=Path, help="record to check against (default: reports/record/<profile>.json)")
+    p.add_argument("--json", action="store_true", help="print the check as JSON")
+    p.set_defaults(func=cmd_record)
 
     p = sub.add_parser("dvc-record", help="record the stages Snakemake has completed into dvc.lock (dvc commit)")
     _common(p)

@@ -211,7 +211,7 @@ def train_evaluator(cfg: dict, bench: dict, tasks_json: Path, out: Path, base: P
         optimizer.step()
         schedule.step()
         bar.update(1)
-        bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+        bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
     bar.close()
     classes = concept_ids + [OTHER]
     accuracy, per_class = _accuracy(net, x_val, y_val, classes)

@@ -66,7 +66,7 @@ def train_vae(vae, images_uint8: torch.Tensor, cfg: PhaseConfig, kl_weight: floa
         optimizer.step()
         log.append({"step": step + 1, "mse": float(mse.detach()), "kl": float(kl.detach())})
         bar.update(1)
-        bar.set_postfix(mse=f"{log[-1]['mse']:.4f}")
+        bar.set_postfix(mse=f"{log[-1]['mse']:.4f}", refresh=False)
     bar.close()
     vae.requires_grad_(False)
     return log
@@ -134,7 +134,7 @@ def train_denoiser(unet, text_encoder, tokenizer, scheduler, latents: torch.Tens
         schedule.step()
         log.append({"step": step + 1, "loss": float(mse.detach())})
         bar.update(1)
-        bar.set_postfix(loss=f"{log[-1]['loss']:.4f}")
+        bar.set_postfix(loss=f"{log[-1]['loss']:.4f}", refresh=False)
     bar.close()
     unet.requires_grad_(False)
     text_encoder.requires_grad_(False)

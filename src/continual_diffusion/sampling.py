@@ -39,18 +39,17 @@ def generate(model, concepts: list[int], per_concept: int, seed: int, steps: int
     pipe = sampling_pipeline(model, scheduler)
     jobs = [(c, j) for c in concepts for j in range(per_concept)]
     images: dict[int, list[np.ndarray]] = {c: [] for c in concepts}
-    bar = progress_bar(total=len(jobs), desc=desc, unit="img")
-    for start in range(0, len(jobs), batch_size):
-        chunk = jobs[start:start + batch_size]
-        prompts = [prompt_for(concept_token(c)) for c, _ in chunk]
-        generators = [torch.Generator().manual_seed(image_seed(seed, c, j)) for c, j in chunk]
-        with torch.no_grad():
-            out = pipe(prompts, num_inference_steps=steps, guidance_scale=guidance, generator=generators,
-                       output_type="np").images
-        for (c, _), image in zip(chunk, out):
-            images[c].append((np.clip(image, 0, 1) * 255).round().astype(np.uint8))
-        bar.update(len(chunk))
-    bar.close()
+    with progress_bar(total=len(jobs), desc=desc, unit="img") as bar:
+        for start in range(0, len(jobs), batch_size):
+            chunk = jobs[start:start + batch_size]
+            prompts = [prompt_for(concept_token(c)) for c, _ in chunk]
+            generators = [torch.Generator().manual_seed(image_seed(seed, c, j)) for c, j in chunk]
+            with torch.no_grad():
+                out = pipe(prompts, num_inference_steps=steps, guidance_scale=guidance, generator=generators,
+                           output_type="np").images
+            for (c, _), image in zip(chunk, out):
+                images[c].append((np.clip(image, 0, 1) * 255).round().astype(np.uint8))
+            bar.update(len(chunk))
     return {c: np.stack(v) for c, v in images.items()}
 
 

@@ -159,26 +159,25 @@ def train_task(
         shutil.rmtree(checkpoint)
     if (checkpoint / "progress.json").exists():
         start, log = load_checkpoint(checkpoint, method, token, optimizer, generator)
-    bar = progress_bar(total=cfg.steps, initial=start, desc=f"train {method.name} task {task}", unit="step")
-    for step in range(start, cfg.steps):
-        index = torch.randint(latents.shape[0], (cfg.batch_size,), generator=generator)
-        diffusion = diffusion_loss(model, latents[index], ids.expand(cfg.batch_size, -1), generator)
-        extras = method.extra_losses()
-        loss = diffusion + sum(extras.values()) if extras else diffusion
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        token.restore_frozen_rows()
-        entry = {"step": step + 1, "loss": float(loss.detach()), "diffusion": float(diffusion.detach())}
-        entry.update({k: float(v.detach()) for k, v in extras.items()})
-        entry.update(method.step_metrics())
-        log.append(entry)
-        bar.update(1)
-        bar.set_postfix(loss=f"{entry['loss']:.4f}")
-        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
-            save_checkpoint(checkpoint, step + 1, method, token, optimizer, generator, log, fingerprint)
-        if on_step is not None:
-            on_step(step + 1)
-    bar.close()
+    with progress_bar(total=cfg.steps, initial=start, desc=f"train {method.name} task {task}", unit="step") as bar:
+        for step in range(start, cfg.steps):
+            index = torch.randint(latents.shape[0], (cfg.batch_size,), generator=generator)
+            diffusion = diffusion_loss(model, latents[index], ids.expand(cfg.batch_size, -1), generator)
+            extras = method.extra_losses()
+            loss = diffusion + sum(extras.values()) if extras else diffusion
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            token.restore_frozen_rows()
+            entry = {"step": step + 1, "loss": float(loss.detach()), "diffusion": float(diffusion.detach())}
+            entry.update({k: float(v.detach()) for k, v in extras.items()})
+            entry.update(method.step_metrics())
+            log.append(entry)
+            bar.update(1)
+            bar.set_postfix(loss=f"{entry['loss']:.4f}", refresh=False)  # shown at the throttled refreshes
+            if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+                save_checkpoint(checkpoint, step + 1, method, token, optimizer, generator, log, fingerprint)
+            if on_step is not None:
+                on_step(step + 1)
     model.text_encoder.get_input_embeddings().weight.requires_grad_(False)
     return log

@@ -42,14 +42,18 @@ BENCHMARKS = CFG["benchmarks"]
 # --config overrides for the jobs, shell-quoted (braces doubled: Snakemake formats the prefix).
 _OVERRIDES_ENV = shlex.quote(json.dumps(OVERRIDES, sort_keys=True)).replace("{", "{{").replace("}", "}}")
 
-# Every job: offline hubs, no DVC analytics, the thread count from params, no bytecode in src/.
+# CPU kernels capped to params' cpu_isa (config.isa_environment): bit-identical results across x86-64 CPUs.
+ISA_ENV = cd_config.isa_environment(CFG["cpu_isa"])
+
+# Every job: offline hubs, no DVC analytics, the thread count and ISA caps from params, no bytecode in src/.
 shell.prefix(
     "set -euo pipefail; export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 "
     "DVC_NO_ANALYTICS=1 PYTHONDONTWRITEBYTECODE=1 "
     f"PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'src'))} "
     f"PATH={shlex.quote(os.path.dirname(sys.executable))}:$PATH "
     f"OMP_NUM_THREADS={CFG['torch_threads']} MKL_NUM_THREADS={CFG['torch_threads']} "
-    f"CDIFF_OVERRIDES={_OVERRIDES_ENV}; "
+    + "".join(f"{k}={v} " for k, v in ISA_ENV.items())
+    + f"CDIFF_OVERRIDES={_OVERRIDES_ENV}; "
 )
 
 # Jobs run `python -m continual_diffusion` with the interpreter that runs Snakemake (its folder goes
@@ -131,7 +135,7 @@ def evaluator_params(benchmark):
     """Synthetic data: the identity evaluator's training settings; real data: which pretrained
     extractors the evaluator stage checks (a Snakemake params rerun trigger)."""
     if is_synthetic(benchmark):
-        return json.dumps(CFG["evaluator"], sort_keys=True)
+        return json.dumps({**CFG["evaluator"], "cpu_isa": CFG["cpu_isa"]}, sort_keys=True)
     ev = CFG["evaluation"]
     return json.dumps({k: ev[k] for k in ("metrics", "features", "facenet", "clip")}, sort_keys=True)
 
