@@ -20,10 +20,15 @@ def image_seed(seed: int, concept: int, index: int) -> int:
     return seed * 1_000_003 + concept * 10_007 + index
 
 
-def sampling_pipeline(model, scheduler: str = "ddim"):
-    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, StableDiffusionPipeline
+# evaluation.scheduler -> the diffusers scheduler class (the export's snippet names the same class)
+SCHEDULER_CLASSES = {"ddim": "DDIMScheduler", "ddpm": "DDPMScheduler", "dpm": "DPMSolverMultistepScheduler"}
 
-    cls = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler, "dpm": DPMSolverMultistepScheduler}[scheduler]
+
+def sampling_pipeline(model, scheduler: str = "ddim"):
+    import diffusers
+    from diffusers import StableDiffusionPipeline
+
+    cls = getattr(diffusers, SCHEDULER_CLASSES[scheduler])
     pipe = StableDiffusionPipeline(
         vae=model.vae, text_encoder=model.text_encoder, tokenizer=model.tokenizer, unet=model.unet,
         scheduler=cls.from_config(model.scheduler.config), safety_checker=None, feature_extractor=None,

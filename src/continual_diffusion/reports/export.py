@@ -32,6 +32,7 @@ import re
 from pathlib import Path
 
 from ..errors import PipelineError
+from ..sampling import SCHEDULER_CLASSES
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ def load_snippet(out: Path, base: dict, tokens: list[str], sampling: dict) -> li
     """Five lines of Python that load the export into a plain pipeline and sample the last concept."""
     revision = f", revision={base['revision']!r}" if base.get("revision") else ""
     files = ", ".join(f"f'{{out}}/{embedding_file(t)}'" for t in tokens)
-    scheduler = {"ddim": "DDIMScheduler", "ddpm": "DDPMScheduler"}[sampling["scheduler"]]
+    scheduler = SCHEDULER_CLASSES[sampling["scheduler"]]
     return [
         f"from diffusers import {scheduler}, StableDiffusionPipeline",
         f"out = {str(out)!r}; pipe = StableDiffusionPipeline.from_pretrained({base['pretrained']!r}{revision}, safety_checker=None)",
