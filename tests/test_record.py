@@ -91,3 +91,16 @@ def test_isa_caps_apply_to_x86_64_only():
 
 def test_the_platform_key_changes_with_the_caps():
     assert record.platform_info("avx2")["bit_identity_key"] != record.platform_info("native")["bit_identity_key"]
+
+
+def test_single_cells_are_counted_not_held_to_a_tolerance(workspace):
+    tmp, _ = workspace
+    rec = json.loads(record.record_path("tiny").read_text())
+    rec["platform"]["bit_identity_key"] = "another machine"
+    record.record_path("tiny").write_text(json.dumps(rec))
+    summary = json.loads(json.dumps(SUMMARY))
+    summary["faces"]["clora"]["accuracy_closed"]["R_mean"][1][1] = 0.0   # one cell moves far
+    (tmp / "reports/tiny/summary/summary.json").write_text(json.dumps(summary))
+    report = record.check("tiny", "avx2")
+    assert report["ok"] and report["cells_differing"] == 1
+    assert "cells R[t, i] that differ: 1" in record.check_text(report)

@@ -10,8 +10,10 @@
 
 ``check`` compares a rerun with the record, stage by stage in pipeline order:
   * same ``bit_identity_key``: every stage output must have the recorded md5 (bit for bit);
-  * another platform: every number must be within its tolerance,
+  * another platform: every summary number (P, A, F, early averages) must be within its tolerance,
         |x_rerun - x_record| <= TOLERANCES[metric kind]   (absolute),
+    and the cells R[t, i] that differ are counted (a chain on another platform is another random draw
+    of training: single cells may move far),
     and the first stage whose outputs differ is named either way, so a drift is located at its source.
 """
 
@@ -33,9 +35,9 @@ ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR")
 CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
 SUMMARY_STATS = ("plasticity", "plasticity_min", "final", "forgetting", "early_just_learned", "early_final")
 
-# Absolute tolerances of a rerun on another platform, by metric key. Identity accuracies move in steps of
-# 1/16 per concept (16 samples): the largest cross-ISA drift measured on this project's machine is the
-# reference (benchmarks/results/cross_isa_tiny.md). Keys not listed use "default".
+# Absolute tolerances of a rerun's summary numbers on another platform, by metric key: about three times
+# the seed-to-seed std of plasticity P on the miniature (0.04-0.06 closed accuracy over seeds 0-4). Keys not
+# listed use "default".
 TOLERANCES = {
     "accuracy": 0.15, "accuracy_closed": 0.15, "other_rate": 0.15,
     "image_similarity": 0.05, "mmd": 0.02, "default": 0.15,
@@ -95,8 +97,8 @@ def platform_info(cpu_isa: str) -> dict:
 
 
 def bit_identity_key(info: dict) -> str:
-    """Runs with equal keys give bit-identical CPU results: the CPU model, the kernels' ISA (capped, or the
-    CPU's own when uncapped) and the library versions that implement them."""
+    """Runs with equal keys give bit-identical CPU results: the CPU model and ISA flags, the kernels' ISA
+    (capped, or the CPU's own when uncapped) and the library versions that implement them."""
     caps = info["isa_caps"]
     isa = caps.get("ATEN_CPU_CAPABILITY") or info["torch_cpu_capability"]
     if caps.get("ATEN_CPU_CAPABILITY") and "avx2" not in info["cpu"]["isa_flags"]:
@@ -105,8 +107,10 @@ def bit_identity_key(info: dict) -> str:
     mkl_path = caps.get("MKL_CBWR") or "+".join(info["cpu"]["isa_flags"])
     # The CPU model is part of the key: bit-identity across CPU models under the caps is expected (every
     # ISA-dependent code path measured here is capped) but was verified on one model only.
-    return (f"{info['cpu']['model']}|{info['cpu']['machine']}|aten={isa}|onednn={onednn_isa}|mkl={mkl_path}"
-            f"|torch={info['torch']}|mkl_version={info['mkl']}|onednn_version={info['onednn']}")
+    # A VM may show a generic model name ("Intel(R) Xeon(R) Processor") for different CPUs: the ISA flags too.
+    return (f"{info['cpu']['model']}|{info['cpu']['machine']}|{'+'.join(info['cpu']['isa_flags'])}|aten={isa}"
+            f"|onednn={onednn_isa}|mkl={mkl_path}|torch={info['torch']}|mkl_version={info['mkl']}"
+            f"|onednn_version={info['onednn']}")
 
 
 def lock_outputs(lock_path: Path = Path("dvc.lock")) -> dict:
@@ -173,10 +177,16 @@ def first_differing_stage(recorded: dict, current: dict) -> tuple[str, str] | No
     return None
 
 
+def is_cell(number_key: str) -> bool:
+    """R[t, i] of one chain: reported, but on another platform a chain is another random draw of training,
+    so single cells are counted (``cells_differing``), not held to a tolerance."""
+    return "/R[" in number_key
+
+
 def compare_numbers(recorded: dict, current: dict) -> list[str]:
-    """One line per number outside its tolerance (or present on one side only)."""
+    """One line per summary number outside its tolerance (or present on one side only)."""
     problems = []
-    for key in sorted(set(recorded) | set(current)):
+    for key in sorted(k for k in set(recorded) | set(current) if not is_cell(k)):
         a, b = recorded.get(key), current.get(key)
         if a is None and b is None:
             continue
@@ -207,7 +217,9 @@ def check(profile: str, cpu_isa: str, lock_path: Path = Path("dvc.lock"), record
         "recorded_platform": recorded["platform"]["bit_identity_key"],
         "current_platform": current["platform"]["bit_identity_key"],
         "first_difference": None if first is None else {"stage": first[0], "output": first[1]},
-        "numbers_compared": len(set(recorded["numbers"]) | set(current["numbers"])),
+        "numbers_compared": sum(1 for k in set(recorded["numbers"]) | set(current["numbers"]) if not is_cell(k)),
+        "cells_differing": sum(1 for k in set(recorded["numbers"]) | set(current["numbers"])
+                               if is_cell(k) and recorded["numbers"].get(k) != current["numbers"].get(k)),
         "problems": problems,
     }
 
@@ -220,8 +232,9 @@ def check_text(report: dict) -> str:
     first = report["first_difference"]
     lines.append(f"  first stage whose outputs differ: {first['stage']} ({first['output']})" if first
                  else "  every stage output is bit-identical to the record")
-    lines.append(f"  numbers compared: {report['numbers_compared']}, outside tolerance: "
-                 f"{sum(1 for p in report['problems'] if not p.startswith('stage '))}")
+    lines.append(f"  summary numbers compared: {report['numbers_compared']}, outside tolerance: "
+                 f"{sum(1 for p in report['problems'] if not p.startswith('stage '))}; cells R[t, i] that differ: "
+                 f"{report['cells_differing']}")
     lines += [f"  {p}" for p in report["problems"][:50]]
     if len(report["problems"]) > 50:
         lines.append(f"  ... {len(report['problems']) - 50} more")
