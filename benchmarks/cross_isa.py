@@ -26,13 +26,12 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SETTINGS = {
-    "native": {},
-    "aten_avx2": {"ATEN_CPU_CAPABILITY": "avx2"},
-    "onednn_avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2"},
-    "mkl_avx2": {"MKL_CBWR": "AVX2"},
-    "all_avx2 (cpu_isa: avx2)": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"},
-}
+sys.path.insert(0, str(REPO / "src"))
+from continual_diffusion.config import ISA_ENVIRONMENT  # noqa: E402
+
+CAPS = ISA_ENVIRONMENT["avx2"]  # what params' cpu_isa: avx2 sets for every job
+NAMES = {"ATEN_CPU_CAPABILITY": "aten_avx2", "ONEDNN_MAX_CPU_ISA": "onednn_avx2", "MKL_CBWR": "mkl_avx2"}
+SETTINGS = {"native": {}, **{NAMES.get(k, k): {k: v} for k, v in CAPS.items()}, "all_avx2 (cpu_isa: avx2)": dict(CAPS)}
 
 
 def sha(path: Path) -> str:
@@ -53,8 +52,7 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path("/tmp/cross_isa"))
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
-    base_env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR",
-                                                                  "CDIFF_WARM", "CDIFF_OVERRIDES")}
+    base_env = {k: v for k, v in os.environ.items() if k not in (*CAPS, "CDIFF_WARM", "CDIFF_OVERRIDES")}
     base_env.update(PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1",
                     TRANSFORMERS_OFFLINE="1")
     results = {}

@@ -25,13 +25,13 @@ import platform
 import re
 from pathlib import Path
 
-from .config import isa_environment
+from .config import ISA_ENVIRONMENT, isa_environment
 from .errors import PipelineError
 from .io_utils import json_text, write_text_atomic
 from .pipeline import STAGES
 
 RECORD_DIR = Path("reports/record")
-ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR")
+ISA_CAPS = tuple(ISA_ENVIRONMENT["avx2"])  # the variables cpu_isa sets (config.ISA_ENVIRONMENT)
 CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
 SUMMARY_STATS = ("plasticity", "plasticity_min", "final", "forgetting", "early_just_learned", "early_final")
 
