@@ -16,10 +16,11 @@ Protocol (one Unix stream socket, one connection per job):
 2. The server checks that the client would have imported the same thing: the same interpreter and
    sys.path (``python``), the same import-time environment (``_IMPORT_ENV``: PYTHON*, OMP_*, HF_*,
    ...) and unchanged package source files. If not, it answers ``{"fallback": reason}`` and the
-   client runs the command in-process, as without a worker. Otherwise it forks.
+   client runs the command in-process, as without a worker. Otherwise it forks and answers the
+   child's ``{"pid": N}``; the child waits for that answer to be sent before it does anything.
 3. The child restores default signal handlers, puts the client's fds on 0/1/2, enters ``cwd``,
    replaces ``os.environ`` with ``env`` (plus what the imports set in it, as they would in a fresh
-   process: torch's TORCHINDUCTOR_CACHE_DIR), answers ``{"pid": N}``, runs ``cli.main(argv)`` exactly as
+   process: torch's TORCHINDUCTOR_CACHE_DIR), runs ``cli.main(argv)`` exactly as
    the normal entry point does (SystemExit, uncaught exceptions, atexit handlers), flushes stdio and
    answers ``{"status": N}`` (or ``{"signal": N}`` where a direct run would have died of signal N).
    Should the client disappear, the child kills itself with SIGTERM.
@@ -303,7 +304,6 @@ def _child(conn: socket.socket, request: dict, fds: list[int], effects: dict[str
     sys.path[0] = request["python"]["path"][0]  # a fresh process's first entry: its script's folder or cwd
     importlib.invalidate_caches()
     tempfile.tempdir = None  # recomputed from the job's TMPDIR, as in a fresh process
-    _reply(conn, {"pid": os.getpid()})
 
     finished = threading.Event()
 
@@ -474,20 +474,34 @@ def _accept(conn, identity, import_env, effects, code, children, listener, stop)
             return
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
+        # The server, not the child, announces the pid, and the child starts only once it has: a child
+        # that dies at any point is then reported as a crash, never taken for "nothing ran" (which the
+        # client would answer by running the command again, in-process).
+        go_read, go_write = os.pipe()
         pid = os.fork()
         if pid == 0:
             status = 70
             try:
                 listener.close()
-                status = _child(conn, request, fds, effects)
+                os.close(go_write)
+                announced = os.read(go_read, 1)
+                os.close(go_read)
+                if announced:
+                    status = _child(conn, request, fds, effects)
             except BaseException:
                 import traceback
 
                 traceback.print_exc()
             finally:
                 os._exit(status)
+        os.close(go_read)
         what = " ".join(request["argv"])
         children[pid] = (time.monotonic(), what)
+        try:
+            _reply(conn, {"pid": pid})
+            os.write(go_write, b"1")
+        finally:
+            os.close(go_write)  # unannounced (the client is gone): the child exits without running
         _say(f"pid {pid} started in {request['cwd']}: {what}")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         _say(f"bad request: {exc!r}")
