@@ -184,10 +184,22 @@ def start_long_job(server, workspace, runs: str) -> tuple[subprocess.Popen, int]
     return client, server.child_pid(f"--runs {runs} ")
 
 
+def finish(client: subprocess.Popen, server, timeout: float = 30) -> tuple[str, str]:
+    """The client's output once it exits; a client still running after ``timeout`` s is killed and the
+    failure shows the server's log and the client's last output (what it was doing)."""
+    try:
+        return client.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        client.kill()
+        out, err = client.communicate()
+        raise AssertionError(f"client {client.pid} still running after {timeout} s\n--- warm log:\n"
+                             f"{server.log.read_text()[-3000:]}\n--- client stderr:\n{err[-2000:]}") from None
+
+
 def test_killing_the_client_kills_its_child(server, workspace):
     client, child = start_long_job(server, workspace, "killed")
     client.send_signal(signal.SIGTERM)
-    client.communicate(timeout=30)
+    finish(client, server)
     assert client.returncode == -signal.SIGTERM  # as a direct run killed by SIGTERM
     assert server.line(f"pid {child} ended by signal {int(signal.SIGTERM)}", timeout=30)
     assert not (workspace / "killed" / "task_01").exists()
@@ -196,7 +208,7 @@ def test_killing_the_client_kills_its_child(server, workspace):
 def test_a_child_that_ends_without_a_status_is_an_error(server, workspace):
     client, child = start_long_job(server, workspace, "crashed")
     os.kill(child, signal.SIGKILL)
-    _, err = client.communicate(timeout=30)
+    _, err = finish(client, server)
     assert client.returncode == 1
     assert err.splitlines()[-1] == f"cdiff: error: warm worker process {child} ended without an exit status"
 

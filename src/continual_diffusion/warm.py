@@ -279,10 +279,6 @@ def _child(conn: socket.socket, request: dict, fds: list[int], effects: dict[str
     import tempfile
     import threading
 
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     for target, fd in enumerate(fds):
@@ -478,13 +474,29 @@ def _accept(conn, identity, import_env, effects, code, children, listener, stop)
         # that dies at any point is then reported as a crash, never taken for "nothing ran" (which the
         # client would answer by running the command again, in-process).
         go_read, go_write = os.pipe()
+        # A job's signals are held across the fork until the child has its own handlers: the pid may be
+        # announced, and a signal forwarded to it, at any moment.
+        job_signals = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD}
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, job_signals)
         pid = os.fork()
+        if pid != 0:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         if pid == 0:
             status = 70
             try:
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGHUP, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
                 listener.close()
                 os.close(go_write)
-                announced = os.read(go_read, 1)
+                try:
+                    announced = os.read(go_read, 1)
+                except KeyboardInterrupt:  # before anything ran: die of it, as a direct run would
+                    signal.signal(signal.SIGINT, signal.SIG_DFL)
+                    os.kill(os.getpid(), signal.SIGINT)
+                    raise
                 os.close(go_read)
                 if announced:
                     status = _child(conn, request, fds, effects)
