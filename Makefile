@@ -13,7 +13,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: run test install repro lint dvc-yaml readme-results record check-record
+.PHONY: run test install repro lint dvc-yaml readme-results record check-record check-slice
 
 install: $(VENV)/.installed
 
@@ -43,6 +43,17 @@ record: install
 # after `make run`: compare it with the record (bit for bit on the record's platform, else within tolerances)
 check-record: install
 	cdiff record
+
+# on a clean clone (CI): the default pipeline for the chains of SLICE_METHODS only (with the data, base model
+# and evaluator they read), compared file by file with the record (bit for bit on the record's platform)
+SLICE_METHODS ?= clora, lora_sequential
+check-slice: install
+	@for out in runs/tiny results/tiny reports/tiny; do if [ -e "$$out" ]; then \
+		echo "make check-slice: $$out exists: the slice runs on a clean clone (after \`make run\`, use \`make check-record\`)" >&2; \
+		exit 2; fi; done
+	@mkdir -p logs
+	snakemake --cores $(CORES) --config 'train={methods: [$(SLICE_METHODS)]}' 2>&1 | tee logs/check-slice.log
+	cdiff record --partial 2>&1 | tee -a logs/check-slice.log
 
 # after `make run`: copy the default run's table into the README's results section
 readme-results: install

@@ -11,7 +11,17 @@ from continual_diffusion.errors import PipelineError
 
 SUMMARY = {"faces": {"clora": {"seeds": [0], "accuracy_closed": {
     "plasticity": {"mean": 0.8}, "final": {"mean": 0.7}, "forgetting": {"mean": 0.05},
-    "R_mean": [[0.9, None], [0.8, 0.7]], "meta": {"higher_is_better": True}}}}}
+    "R_mean": [[0.9, None], [0.8, 0.7]], "meta": {"higher_is_better": True}}},
+    "lora_sequential": {"seeds": [0], "accuracy_closed": {
+    "plasticity": {"mean": 0.9}, "final": {"mean": 0.5}, "forgetting": {"mean": 0.4},
+    "R_mean": [[0.9, None], [0.5, 0.9]], "meta": {"higher_is_better": True}}}}}
+# one file per stage output and chain, as a run leaves them
+FILES = {"data/tiny/tasks/faces/task_01/0.png": b"image", "models/tiny/evaluator/evaluator.safetensors": b"weights",
+         "runs/tiny/faces/clora/seed_0/task_01/task.safetensors": b"clora",
+         "runs/tiny/faces/lora_sequential/seed_0/task_01/task.safetensors": b"lora",
+         "results/tiny/faces/clora/seed_0/task_01/scores.json": b"{}",
+         "results/tiny/faces/lora_sequential/seed_0/task_01/scores.json": b"{ }",
+         "runs/tiny/faces/clora/seed_0/task_01/.snakemake_timestamp": b""}
 
 
 def _lock(outs: dict) -> dict:
@@ -24,6 +34,9 @@ def workspace(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "reports/tiny/summary").mkdir(parents=True)
     (tmp_path / "reports/tiny/summary/summary.json").write_text(json.dumps(SUMMARY))
+    for path, content in FILES.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes(content)
     outs = {"prepare_data": {"data/tiny": "a.dir"}, "train": {"runs/tiny": "b.dir"},
             "evaluate": {"results/tiny": "c.dir"}, "report": {"reports/tiny": "d.dir"}}
     (tmp_path / "dvc.lock").write_text(yaml.safe_dump(_lock(outs)))
@@ -104,3 +117,92 @@ def test_single_cells_are_counted_not_held_to_a_tolerance(workspace):
     report = record.check("tiny", "avx2")
     assert report["ok"] and report["cells_differing"] == 1
     assert "cells R[t, i] that differ: 1" in record.check_text(report)
+
+
+def test_the_record_holds_every_output_file_by_stage(workspace):
+    files = json.loads(record.record_path("tiny").read_text())["files"]
+    import hashlib
+
+    assert files["train"]["runs/tiny/faces/clora/seed_0/task_01/task.safetensors"] == hashlib.md5(b"clora").hexdigest()
+    assert set(files["train"]) == {"runs/tiny/faces/clora/seed_0/task_01/task.safetensors",
+                                   "runs/tiny/faces/lora_sequential/seed_0/task_01/task.safetensors"}  # no timestamp
+    assert files["report"] == {"reports/tiny/summary/summary.json": record._md5(workspace[0] / "reports/tiny/summary/summary.json")}
+
+
+def test_the_first_differing_file_is_named_with_its_stage(workspace):
+    tmp, _ = workspace
+    (tmp / "results/tiny/faces/clora/seed_0/task_01/scores.json").write_text('{"changed": 1}')
+    (tmp / "runs/tiny/faces/lora_sequential/seed_0/task_01/task.safetensors").write_bytes(b"changed")
+    report = record.check("tiny", "avx2")
+    assert not report["ok"] and report["files_differing"] == 2
+    assert report["first_difference"] == {"stage": "train", "output": "runs/tiny", "file_difference": "content differs",
+                                          "file": "runs/tiny/faces/lora_sequential/seed_0/task_01/task.safetensors"}
+    assert "first file runs/tiny/faces/lora_sequential/seed_0/task_01/task.safetensors: content differs" \
+        in record.check_text(report)
+
+
+def _rerun_only_clora(tmp):
+    """What a partial rerun (clora only) leaves: no lora_sequential files, a summary of clora."""
+    for path in FILES:
+        if "lora_sequential" in path:
+            (tmp / path).unlink()
+    summary = json.loads(json.dumps(SUMMARY))
+    del summary["faces"]["lora_sequential"]
+    (tmp / "reports/tiny/summary/summary.json").write_text(json.dumps(summary))
+
+
+def test_a_partial_rerun_is_checked_on_the_files_it_made(workspace):
+    tmp, _ = workspace
+    _rerun_only_clora(tmp)
+    full = record.check("tiny", "avx2")
+    assert not full["ok"] and full["first_difference"]["file_difference"] == "missing from the rerun"
+    report = record.check("tiny", "avx2", partial=True)
+    assert report["ok"], report["problems"]
+    assert report["files_compared"] == {"prepare_data": 1, "base_model": 0, "evaluator": 1, "train": 1, "evaluate": 1}
+    assert report["files_not_rerun"]["train"] == 1 and "report" not in report["files_compared"]
+    assert "partial rerun" in record.check_text(report) and "train 1 (+1 not rerun)" in record.check_text(report)
+    (tmp / "runs/tiny/faces/clora/seed_0/task_01/task.safetensors").write_bytes(b"changed")
+    report = record.check("tiny", "avx2", partial=True)
+    assert not report["ok"]
+    assert report["first_difference"]["file"] == "runs/tiny/faces/clora/seed_0/task_01/task.safetensors"
+
+
+def test_a_partial_rerun_fails_on_an_unknown_file_or_on_nothing_rerun(workspace):
+    tmp, _ = workspace
+    _rerun_only_clora(tmp)
+    extra = tmp / "results/tiny/faces/clora/seed_0/task_02/scores.json"
+    extra.parent.mkdir(parents=True)
+    extra.write_text("{}")
+    report = record.check("tiny", "avx2", partial=True)
+    assert not report["ok"] and report["first_difference"]["file_difference"] == "not in the record"
+    extra.unlink()
+    for path in FILES:
+        if (tmp / path).exists():
+            (tmp / path).unlink()
+    report = record.check("tiny", "avx2", partial=True)
+    assert not report["ok"] and "nothing was rerun" in report["problems"][0]
+
+
+def test_a_partial_rerun_on_another_platform_holds_its_own_methods_to_the_tolerances(workspace):
+    tmp, _ = workspace
+    rec = json.loads(record.record_path("tiny").read_text())
+    rec["platform"]["bit_identity_key"] = "another machine"
+    record.record_path("tiny").write_text(json.dumps(rec))
+    _rerun_only_clora(tmp)
+    (tmp / "runs/tiny/faces/clora/seed_0/task_01/task.safetensors").write_bytes(b"other bits")
+    report = record.check("tiny", "avx2", partial=True)
+    assert report["ok"] and report["mode"] == "tolerance"        # lora_sequential's numbers are not asked for
+    assert report["numbers_compared"] == 3                      # clora's P, A, F
+    summary = json.loads((tmp / "reports/tiny/summary/summary.json").read_text())
+    summary["faces"]["clora"]["accuracy_closed"]["plasticity"]["mean"] = 0.8 - 2 * record.tolerance("x/y/accuracy_closed")
+    (tmp / "reports/tiny/summary/summary.json").write_text(json.dumps(summary))
+    report = record.check("tiny", "avx2", partial=True)
+    assert not report["ok"] and report["problems"][0].startswith("faces/clora/accuracy_closed/plasticity")
+
+
+def test_a_record_without_file_digests_is_a_one_line_error(workspace):
+    rec = json.loads(record.record_path("tiny").read_text())
+    del rec["files"]
+    record.record_path("tiny").write_text(json.dumps(rec))
+    with pytest.raises(PipelineError, match="no per-file digests"):
+        record.check("tiny", "avx2")

@@ -5,6 +5,8 @@
              Python versions (``platform_info``); results are bit-identical only where the
              ``bit_identity_key`` of two platforms is equal
   outputs    the md5 of every stage output, as ``dvc.lock`` records it
+  files      the md5 of every file of every stage output, by stage (``output_files``): what a rerun of part
+             of the pipeline (``check(partial=True)``: a few chains, as CI runs) is compared with, file by file
   numbers    every reported number: for each benchmark, method and metric key of the summary, P, its
              minimum, A, F and the early-concept averages (mean over seeds), and R[t, i]
 
@@ -14,11 +16,20 @@
         |x_rerun - x_record| <= TOLERANCES[metric kind]   (absolute),
     and the cells R[t, i] that differ are counted (a chain on another platform is another random draw
     of training: single cells may move far),
-    and the first stage whose outputs differ is named either way, so a drift is located at its source.
+    and the first stage whose outputs differ is named either way, so a drift is located at its source,
+    with the first differing file of that stage.
+
+``check(partial=True)`` checks a rerun of part of the pipeline (``snakemake --config 'train={methods:
+[clora, lora_sequential]}'``: those chains, with the data, base model and evaluator they read): only the
+files on disk are compared, a recorded file that is absent counts as not rerun, a file that the record
+does not know is a difference; the report stage (which summarises whichever methods ran) and dvc.lock
+(not rewritten by a run with overrides) are left out, and only the summary numbers of the benchmark and
+method pairs that ran are held to the tolerances.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import platform
@@ -124,6 +135,62 @@ def lock_outputs(lock_path: Path = Path("dvc.lock")) -> dict:
             for name, stage in (lock.get("stages") or {}).items()}
 
 
+SKIPPED_FILES = frozenset({".snakemake_timestamp"})  # Snakemake's bookkeeping in directory outputs (empty)
+PARTIAL_SKIPPED_STAGES = frozenset({"report"})  # a partial run's report summarises the methods that ran
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def output_files(profile: str) -> dict[str, dict[str, str]]:
+    """{stage: {file path: md5}} of every file under every stage output present on disk, stages in
+    pipeline order, paths sorted (POSIX, relative to the project root)."""
+    files: dict[str, dict[str, str]] = {}
+    for stage in STAGES:
+        entries: dict[str, str] = {}
+        for out in stage.outs_for(profile):
+            root = Path(out)
+            paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+            for path in paths:
+                if path.name not in SKIPPED_FILES:
+                    entries[path.as_posix()] = _md5(path)
+        files[stage.name] = entries
+    return files
+
+
+def compare_files(recorded: dict, current: dict, partial: bool) -> dict:
+    """File-by-file comparison in pipeline order: ``first`` (stage, path, what) of the first difference,
+    ``differing`` (count), ``compared`` and ``not_rerun`` per stage. Partial: recorded files absent from
+    disk are not rerun (no difference) and the report stage is skipped."""
+    first, differing, compared, not_rerun = None, 0, {}, {}
+    for stage in STAGES:
+        if partial and stage.name in PARTIAL_SKIPPED_STAGES:
+            continue
+        rec, cur = recorded.get(stage.name, {}), current.get(stage.name, {})
+        compared[stage.name] = sum(1 for path in cur if path in rec)
+        not_rerun[stage.name] = sum(1 for path in rec if path not in cur)
+        for path in sorted(set(rec) | set(cur)):
+            if path not in cur:
+                if partial:
+                    continue
+                what = "missing from the rerun"
+            elif path not in rec:
+                what = "not in the record"
+            elif rec[path] != cur[path]:
+                what = "content differs"
+            else:
+                continue
+            differing += 1
+            if first is None:
+                first = (stage.name, path, what)
+    return {"first": first, "differing": differing, "compared": compared, "not_rerun": not_rerun}
+
+
 def summary_numbers(summary: dict) -> dict:
     """Every reported number of a summary.json, flattened to ``benchmark/method/key/statistic`` ->
     value (None where undefined); R[t, i] as ``.../R[t,i]``."""
@@ -151,6 +218,7 @@ def build_record(profile: str, cpu_isa: str, lock_path: Path = Path("dvc.lock"))
         "profile": profile,
         "platform": platform_info(cpu_isa),
         "outputs": lock_outputs(lock_path),
+        "files": output_files(profile),
         "numbers": summary_numbers(json.loads(summary_path.read_text())),
     }
 
@@ -183,8 +251,16 @@ def is_cell(number_key: str) -> bool:
     return "/R[" in number_key
 
 
-def compare_numbers(recorded: dict, current: dict) -> list[str]:
-    """One line per summary number outside its tolerance (or present on one side only)."""
+def _chain_group(number_key: str) -> str:
+    return "/".join(number_key.split("/")[:2])  # benchmark/method
+
+
+def compare_numbers(recorded: dict, current: dict, partial: bool = False) -> list[str]:
+    """One line per summary number outside its tolerance (or present on one side only). Partial: only
+    the numbers of the benchmark/method pairs that the rerun reports."""
+    if partial:
+        ran = {_chain_group(k) for k in current}
+        recorded = {k: v for k, v in recorded.items() if _chain_group(k) in ran}
     problems = []
     for key in sorted(k for k in set(recorded) | set(current) if not is_cell(k)):
         a, b = recorded.get(key), current.get(key)
@@ -197,41 +273,84 @@ def compare_numbers(recorded: dict, current: dict) -> list[str]:
     return problems
 
 
-def check(profile: str, cpu_isa: str, lock_path: Path = Path("dvc.lock"), record: Path | None = None) -> dict:
+def check(profile: str, cpu_isa: str, lock_path: Path = Path("dvc.lock"), record: Path | None = None,
+          partial: bool = False) -> dict:
     """Compare the current outputs and numbers with the record (module docstring); returns a report with
-    ``ok``, ``mode`` (bit-identity | tolerance), ``first_difference`` and ``problems``."""
+    ``ok``, ``mode`` (bit-identity | tolerance), ``partial``, ``first_difference`` (stage, output and the
+    first differing file), ``files_compared`` / ``files_not_rerun`` per stage and ``problems``."""
     record = Path(record or record_path(profile))
     if not record.exists():
         raise PipelineError(f"{record}: no record (write one with `cdiff record --write` after `make run`)")
     recorded = json.loads(record.read_text())
-    current = build_record(profile, cpu_isa, lock_path)
-    same_platform = recorded["platform"]["bit_identity_key"] == current["platform"]["bit_identity_key"]
-    first = first_differing_stage(recorded["outputs"], current["outputs"])
-    problems = compare_numbers(recorded["numbers"], current["numbers"])
+    if "files" not in recorded:
+        raise PipelineError(f"{record}: no per-file digests (written by an older version: rewrite it with "
+                            "`cdiff record --write` after `make run`)")
+    summary_path = Path("reports") / profile / "summary" / "summary.json"
+    if not summary_path.exists():
+        raise PipelineError(f"{summary_path}: not found (run the pipeline first)")
+    current_platform = platform_info(cpu_isa)
+    current_numbers = summary_numbers(json.loads(summary_path.read_text()))
+    same_platform = recorded["platform"]["bit_identity_key"] == current_platform["bit_identity_key"]
+    files = compare_files(recorded["files"], output_files(profile), partial)
+    first = None  # the earliest difference in pipeline order: a file, or a dvc.lock entry whose files agree
+    if files["first"] is not None:
+        stage, path, what = files["first"]
+        output = next(o for o in _stage(stage).outs_for(profile) if path == o or path.startswith(o + "/"))
+        first = {"stage": stage, "output": output, "file": path, "file_difference": what}
+    if not partial:  # a run with overrides does not rewrite dvc.lock
+        in_lock = first_differing_stage(recorded["outputs"], lock_outputs(lock_path))
+        if in_lock is not None and (first is None or _stage_index(in_lock[0]) < _stage_index(first["stage"])):
+            first = {"stage": in_lock[0], "output": in_lock[1]}
+    problems = compare_numbers(recorded["numbers"], current_numbers, partial)
+    if partial and sum(files["compared"].values()) == 0:
+        problems.insert(0, "no output file of the record is on disk: nothing was rerun")
     if same_platform and first is not None:
-        problems.insert(0, f"stage {first[0]}: output {first[1]} differs from the record (same platform: "
-                           "bit-identity expected)")
+        where = f" (first file: {first['file']}, {first['file_difference']})" if "file" in first else ""
+        problems.insert(0, f"stage {first['stage']}: output {first['output']} differs from the record{where}; "
+                           f"{files['differing']} file(s) differ (same platform: bit-identity expected)")
     return {
         "ok": not problems,
         "mode": "bit-identity" if same_platform else "tolerance",
+        "partial": partial,
         "recorded_platform": recorded["platform"]["bit_identity_key"],
-        "current_platform": current["platform"]["bit_identity_key"],
-        "first_difference": None if first is None else {"stage": first[0], "output": first[1]},
-        "numbers_compared": sum(1 for k in set(recorded["numbers"]) | set(current["numbers"]) if not is_cell(k)),
-        "cells_differing": sum(1 for k in set(recorded["numbers"]) | set(current["numbers"])
-                               if is_cell(k) and recorded["numbers"].get(k) != current["numbers"].get(k)),
+        "current_platform": current_platform["bit_identity_key"],
+        "first_difference": first,
+        "files_compared": files["compared"],
+        "files_not_rerun": files["not_rerun"],
+        "files_differing": files["differing"],
+        "numbers_compared": sum(1 for k in set(current_numbers) if not is_cell(k)) if partial else
+        sum(1 for k in set(recorded["numbers"]) | set(current_numbers) if not is_cell(k)),
+        "cells_differing": sum(1 for k in set(recorded["numbers"]) | set(current_numbers)
+                               if is_cell(k) and (not partial or k in current_numbers)
+                               and recorded["numbers"].get(k) != current_numbers.get(k)),
         "problems": problems,
     }
 
 
+def _stage(name: str):
+    return next(stage for stage in STAGES if stage.name == name)
+
+
+def _stage_index(name: str) -> int:
+    return [stage.name for stage in STAGES].index(name)
+
+
 def check_text(report: dict) -> str:
     """The check as lines for a terminal or a CI log."""
-    lines = [f"record check ({report['mode']}): {'OK' if report['ok'] else 'DIFFERS'}",
+    scope = "partial rerun" if report.get("partial") else "full run"
+    lines = [f"record check ({report['mode']}, {scope}): {'OK' if report['ok'] else 'DIFFERS'}",
              f"  recorded platform: {report['recorded_platform']}",
              f"  this platform:     {report['current_platform']}"]
     first = report["first_difference"]
-    lines.append(f"  first stage whose outputs differ: {first['stage']} ({first['output']})" if first
-                 else "  every stage output is bit-identical to the record")
+    if first:
+        where = f", first file {first['file']}: {first['file_difference']}" if "file" in first else ""
+        lines.append(f"  first stage whose outputs differ: {first['stage']} ({first['output']}{where})")
+    else:
+        lines.append("  every " + ("rerun file" if report.get("partial") else "stage output")
+                     + " is bit-identical to the record")
+    lines.append("  files compared: " + ", ".join(
+        f"{stage} {n}" + (f" (+{report['files_not_rerun'][stage]} not rerun)" if report["files_not_rerun"][stage] else "")
+        for stage, n in report["files_compared"].items()) + f"; differing: {report['files_differing']}")
     lines.append(f"  summary numbers compared: {report['numbers_compared']}, outside tolerance: "
                  f"{sum(1 for p in report['problems'] if not p.startswith('stage '))}; cells R[t, i] that differ: "
                  f"{report['cells_differing']}")
