@@ -110,3 +110,17 @@ def test_bad_config_fails_the_snakefile_with_the_key(workdir):
     result = run(["snakemake", "-n", "--config", "data={faces: {n_tasks: many}}"], workdir, check=False)
     assert result.returncode != 0
     assert "data.faces.n_tasks: 'many' is not of type 'integer'" in result.stdout + result.stderr
+
+
+def test_the_embedded_base_is_rebuilt_without_the_isa_caps(workdir):
+    # the committed miniature was pre-trained with native kernels: its bit-identity check must run so too
+    text = run(["snakemake", "-n", "-p", "--forceall", "--cores", "1", "rebuild_embedded_base"], workdir).stdout
+    command = next(line for line in text.splitlines() if "pretrain-base" in line)
+    unset = " ".join(f"-u {k}" for k in pipeline_isa_caps())
+    assert f"env {unset} python -m continual_diffusion pretrain-base" in command
+
+
+def pipeline_isa_caps() -> list[str]:
+    from continual_diffusion.config import ISA_ENVIRONMENT
+
+    return list(ISA_ENVIRONMENT["avx2"])

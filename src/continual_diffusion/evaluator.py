@@ -115,19 +115,18 @@ def heldout_renders(bench: dict, concept_ids: list[str], per_concept: int, offse
     if missing:
         raise PipelineError(f"tasks.json: concept {missing[0]} is not in the synthetic source (regenerate the data)")
     images, labels = [], []
-    bar = progress_bar(total=len(concept_ids) * per_concept + other, desc="render held-out", unit="img")
-    for label, cid in enumerate(concept_ids):
-        for j in range(offset, offset + per_concept):
-            images.append(np.asarray(source.heldout(by_id[cid], j).convert("RGB")))
-            labels.append(label)
+    with progress_bar(total=len(concept_ids) * per_concept + other, desc="render held-out", unit="img") as bar:
+        for label, cid in enumerate(concept_ids):
+            for j in range(offset, offset + per_concept):
+                images.append(np.asarray(source.heldout(by_id[cid], j).convert("RGB")))
+                labels.append(label)
+                bar.update(1)
+        pool = source.generic_pool
+        for k in range(other):
+            concept = pool[k % len(pool)]
+            images.append(np.asarray(source.heldout(concept, OTHER_OFFSET + offset + k).convert("RGB")))
+            labels.append(len(concept_ids))
             bar.update(1)
-    pool = source.generic_pool
-    for k in range(other):
-        concept = pool[k % len(pool)]
-        images.append(np.asarray(source.heldout(concept, OTHER_OFFSET + offset + k).convert("RGB")))
-        labels.append(len(concept_ids))
-        bar.update(1)
-    bar.close()
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
@@ -148,14 +147,13 @@ def vae_roundtrip(images_uint8: np.ndarray, vae_folder: Path, batch: int = 128) 
         raise PipelineError(f"{vae_folder}: no VAE (config.json missing; run the base_model stage)")
     vae = AutoencoderKL.from_pretrained(str(vae_folder)).eval()
     out = []
-    bar = progress_bar(total=len(images_uint8), desc="VAE round-trip", unit="img")
-    with torch.no_grad():
-        for i in range(0, len(images_uint8), batch):
-            x = to_input(images_uint8[i:i + batch])
-            y = vae.decode(vae.encode(x).latent_dist.mean).sample
-            out.append(((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
-            bar.update(len(x))
-    bar.close()
+    with progress_bar(total=len(images_uint8), desc="VAE round-trip", unit="img") as bar:
+        with torch.no_grad():
+            for i in range(0, len(images_uint8), batch):
+                x = to_input(images_uint8[i:i + batch])
+                y = vae.decode(vae.encode(x).latent_dist.mean).sample
+                out.append(((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
+                bar.update(len(x))
     return np.concatenate(out)
 
 
@@ -197,22 +195,21 @@ def train_evaluator(cfg: dict, bench: dict, tasks_json: Path, out: Path, base: P
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
     inputs, targets = to_input(x_train), torch.from_numpy(y_train)
     roundtrips = to_input(r_train) if share > 0 else None
-    bar = progress_bar(total=steps, desc="train evaluator", unit="step")
-    net.train()
-    for _ in range(steps):
-        index = torch.randint(inputs.shape[0], (ev["batch_size"],), generator=g)
-        batch = inputs[index]
-        if roundtrips is not None:
-            use = torch.rand(len(index), generator=g) < share
-            batch = torch.where(use[:, None, None, None], roundtrips[index], batch)
-        loss = torch.nn.functional.cross_entropy(net(augment(batch, g, ev["augment"])), targets[index])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        bar.update(1)
-        bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
-    bar.close()
+    with progress_bar(total=steps, desc="train evaluator", unit="step") as bar:
+        net.train()
+        for _ in range(steps):
+            index = torch.randint(inputs.shape[0], (ev["batch_size"],), generator=g)
+            batch = inputs[index]
+            if roundtrips is not None:
+                use = torch.rand(len(index), generator=g) < share
+                batch = torch.where(use[:, None, None, None], roundtrips[index], batch)
+            loss = torch.nn.functional.cross_entropy(net(augment(batch, g, ev["augment"])), targets[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
     classes = concept_ids + [OTHER]
     accuracy, per_class = _accuracy(net, x_val, y_val, classes)
     report = {

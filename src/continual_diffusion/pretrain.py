@@ -52,22 +52,21 @@ def train_vae(vae, images_uint8: torch.Tensor, cfg: PhaseConfig, kl_weight: floa
     vae.requires_grad_(True)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
     log = []
-    bar = progress_bar(total=cfg.steps, desc="pretrain vae", unit="step")
-    for step in range(cfg.steps):
-        x = to_unit_range(images_uint8[torch.randint(images_uint8.shape[0], (cfg.batch_size,), generator=g)])
-        posterior = vae.encode(x).latent_dist
-        z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=g)
-        reconstruction = vae.decode(z).sample
-        mse = torch.nn.functional.mse_loss(reconstruction, x)
-        kl = posterior.kl().mean() / z[0].numel()
-        loss = mse + kl_weight * kl
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        log.append({"step": step + 1, "mse": float(mse.detach()), "kl": float(kl.detach())})
-        bar.update(1)
-        bar.set_postfix(mse=f"{log[-1]['mse']:.4f}", refresh=False)
-    bar.close()
+    with progress_bar(total=cfg.steps, desc="pretrain vae", unit="step") as bar:
+        for step in range(cfg.steps):
+            x = to_unit_range(images_uint8[torch.randint(images_uint8.shape[0], (cfg.batch_size,), generator=g)])
+            posterior = vae.encode(x).latent_dist
+            z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=g)
+            reconstruction = vae.decode(z).sample
+            mse = torch.nn.functional.mse_loss(reconstruction, x)
+            kl = posterior.kl().mean() / z[0].numel()
+            loss = mse + kl_weight * kl
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            log.append({"step": step + 1, "mse": float(mse.detach()), "kl": float(kl.detach())})
+            bar.update(1)
+            bar.set_postfix(mse=f"{log[-1]['mse']:.4f}", refresh=False)
     vae.requires_grad_(False)
     return log
 
@@ -111,31 +110,30 @@ def train_denoiser(unet, text_encoder, tokenizer, scheduler, latents: torch.Tens
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, warmup_steps, cfg.steps))
     steps_total = scheduler.config.num_train_timesteps
     log = []
-    bar = progress_bar(total=cfg.steps, desc="pretrain unet", unit="step")
-    for step in range(cfg.steps):
-        index = torch.randint(latents.shape[0], (cfg.batch_size,), generator=g)
-        drop = torch.rand(cfg.batch_size, generator=g) < caption_dropout
-        batch_ids = torch.where(drop[:, None], empty.expand(cfg.batch_size, -1), ids[index])
-        z0 = latents[index]
-        noise = torch.randn(z0.shape, generator=g)
-        if offset_noise:
-            noise = noise + offset_noise * torch.randn(z0.shape[0], z0.shape[1], 1, 1, generator=g)
-        t = torch.randint(0, steps_total, (cfg.batch_size,), generator=g)
-        prediction = unet(scheduler.add_noise(z0, noise, t), t, text_encoder(batch_ids)[0]).sample
-        mse = torch.nn.functional.mse_loss(prediction, noise)
-        if snr_gamma:
-            per_sample = (prediction - noise).pow(2).mean(dim=(1, 2, 3))
-            loss = (per_sample * min_snr_weights(scheduler.alphas_cumprod, t, snr_gamma)).mean()
-        else:
-            loss = mse
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        log.append({"step": step + 1, "loss": float(mse.detach())})
-        bar.update(1)
-        bar.set_postfix(loss=f"{log[-1]['loss']:.4f}", refresh=False)
-    bar.close()
+    with progress_bar(total=cfg.steps, desc="pretrain unet", unit="step") as bar:
+        for step in range(cfg.steps):
+            index = torch.randint(latents.shape[0], (cfg.batch_size,), generator=g)
+            drop = torch.rand(cfg.batch_size, generator=g) < caption_dropout
+            batch_ids = torch.where(drop[:, None], empty.expand(cfg.batch_size, -1), ids[index])
+            z0 = latents[index]
+            noise = torch.randn(z0.shape, generator=g)
+            if offset_noise:
+                noise = noise + offset_noise * torch.randn(z0.shape[0], z0.shape[1], 1, 1, generator=g)
+            t = torch.randint(0, steps_total, (cfg.batch_size,), generator=g)
+            prediction = unet(scheduler.add_noise(z0, noise, t), t, text_encoder(batch_ids)[0]).sample
+            mse = torch.nn.functional.mse_loss(prediction, noise)
+            if snr_gamma:
+                per_sample = (prediction - noise).pow(2).mean(dim=(1, 2, 3))
+                loss = (per_sample * min_snr_weights(scheduler.alphas_cumprod, t, snr_gamma)).mean()
+            else:
+                loss = mse
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            log.append({"step": step + 1, "loss": float(mse.detach())})
+            bar.update(1)
+            bar.set_postfix(loss=f"{log[-1]['loss']:.4f}", refresh=False)
     unet.requires_grad_(False)
     text_encoder.requires_grad_(False)
     return log

@@ -45,6 +45,9 @@ _OVERRIDES_ENV = shlex.quote(json.dumps(OVERRIDES, sort_keys=True)).replace("{",
 # CPU kernels capped to params' cpu_isa (config.isa_environment): bit-identical results across x86-64 CPUs.
 ISA_ENV = cd_config.isa_environment(CFG["cpu_isa"])
 
+# A job that must run with each CPU's own kernels whatever cpu_isa says (rebuild_embedded_base): the caps unset.
+UNCAPPED = "env " + "".join(f"-u {k} " for k in cd_config.ISA_ENVIRONMENT["avx2"])
+
 # Every job: offline hubs, no DVC analytics, the thread count and ISA caps from params, no bytecode in src/.
 shell.prefix(
     "set -euo pipefail; export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 "

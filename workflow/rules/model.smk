@@ -24,7 +24,9 @@ rule base_model:
 rule rebuild_embedded_base:
     """On demand (`snakemake rebuild_embedded_base`): pre-train the miniature again with the current
     code and params and fail unless every file is bit-identical to the committed copy (model.embedded).
-    To replace the committed copy instead: `cdiff pretrain-base --out embedded/tiny_base`."""
+    To replace the committed copy instead: `cdiff pretrain-base --out embedded/tiny_base`.
+    The committed copy was pre-trained with the CPU's native kernels (before params' cpu_isa existed), so
+    the rebuild runs without the ISA caps: bit-identical on a CPU of the kind it was built on."""
     input:
         code=code("base_model"),
         pools=expand(f"data/{PROFILE}/pool/{{benchmark}}", benchmark=[b for b in BENCHMARKS if is_synthetic(b)]),
@@ -39,4 +41,5 @@ rule rebuild_embedded_base:
     conda:
         ENV
     shell:
-        "python -m continual_diffusion pretrain-base --out {output} --compare {params.embedded} {params.config} --log {log}"
+        UNCAPPED + "python -m continual_diffusion pretrain-base --out {output} --compare {params.embedded} "
+        "{params.config} --log {log}"

@@ -34,16 +34,15 @@ class GeneratedSet:
         pipe = sampling_pipeline(model)
         jobs = [(g, j) for g in sorted(prompts) for j in range(per_group)]
         latents = []
-        bar = progress_bar(total=len(jobs), desc=f"generate for task {task}", unit="img")
-        for start in range(0, len(jobs), batch_size):
-            chunk = jobs[start:start + batch_size]
-            generators = [torch.Generator().manual_seed(generated_seed(seed, task, g, j)) for g, j in chunk]
-            with torch.no_grad():
-                out = pipe([prompts[g] for g, _ in chunk], num_inference_steps=steps, guidance_scale=guidance,
-                           generator=generators, output_type="latent").images
-            latents.append(out.detach().float())
-            bar.update(len(chunk))
-        bar.close()
+        with progress_bar(total=len(jobs), desc=f"generate for task {task}", unit="img") as bar:
+            for start in range(0, len(jobs), batch_size):
+                chunk = jobs[start:start + batch_size]
+                generators = [torch.Generator().manual_seed(generated_seed(seed, task, g, j)) for g, j in chunk]
+                with torch.no_grad():
+                    out = pipe([prompts[g] for g, _ in chunk], num_inference_steps=steps, guidance_scale=guidance,
+                               generator=generators, output_type="latent").images
+                latents.append(out.detach().float())
+                bar.update(len(chunk))
         groups = torch.tensor([g for g, _ in jobs], dtype=torch.long)
         ids = prompt_ids(model.tokenizer, [prompts[g] for g, _ in jobs])
         return cls(torch.cat(latents), ids, groups)
