@@ -206,3 +206,26 @@ def test_a_record_without_file_digests_is_a_one_line_error(workspace):
     record.record_path("tiny").write_text(json.dumps(rec))
     with pytest.raises(PipelineError, match="no per-file digests"):
         record.check("tiny", "avx2")
+
+
+@pytest.mark.parametrize("existing", ["runs/tiny", "results/tiny", "reports/tiny"])
+def test_make_check_slice_refuses_beside_another_runs_outputs(tmp_path, existing):
+    # the slice would overwrite a full run's reports with those of two methods: it runs on a clean clone only
+    import os
+    import shutil
+    import subprocess
+    import time
+
+    from tests.helpers import REPO, env_with_venv
+
+    for name in ("Makefile", "pyproject.toml", "requirements.lock"):
+        shutil.copy(REPO / name, tmp_path / name)
+    time.sleep(0.01)
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / ".installed").touch()  # installed: the install target has nothing to do
+    (tmp_path / existing).mkdir(parents=True)
+    result = subprocess.run(["make", "check-slice"], cwd=tmp_path, env=env_with_venv(), capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode != 0
+    assert f"make check-slice: {existing} exists: the slice runs on a clean clone" in result.stderr
+    assert not (tmp_path / "logs").exists() and sorted(os.listdir(tmp_path / existing.split("/")[0])) == ["tiny"]
