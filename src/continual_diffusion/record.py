@@ -140,11 +140,8 @@ PARTIAL_SKIPPED_STAGES = frozenset({"report"})  # a partial run's report summari
 
 
 def _md5(path: Path) -> str:
-    digest = hashlib.md5()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "md5").hexdigest()
 
 
 def output_files(profile: str) -> dict[str, dict[str, str]]:
