@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -44,8 +45,10 @@ from continual_diffusion.record import cpu_description  # noqa: E402
 TOKENIZER = REPO / "embedded" / "tiny_base" / "tokenizer"  # the committed miniature's tokenizer
 
 
-def step_function(spec: dict, batch: int, seed: int = 0):
-    """A closure that runs one training step of a freshly built miniature of ``spec`` at ``batch``."""
+def step_function(spec: dict, batch: int, seed: int = 0, compile: bool = False):
+    """A closure that runs one training step of a freshly built miniature of ``spec`` at ``batch``; with
+    ``compile``, the U-Net's and the text encoder's forward go through ``torch.compile`` (inductor, static
+    shapes), the backward through the compiled autograd graph."""
     from transformers import CLIPTokenizer
 
     tokenizer = CLIPTokenizer.from_pretrained(TOKENIZER, model_max_length=spec["max_length"])
@@ -58,6 +61,9 @@ def step_function(spec: dict, batch: int, seed: int = 0):
         p.requires_grad_(True)
     embedding = text_encoder.get_input_embeddings().weight
     embedding.requires_grad_(True)
+    if compile:
+        unet.forward = torch.compile(unet.forward, dynamic=False)
+        text_encoder.forward = torch.compile(text_encoder.forward, dynamic=False)
     optimizer = torch.optim.AdamW([{"params": trainable, "lr": 1e-4}, {"params": [embedding], "lr": 1e-3}])
     generator = torch.Generator().manual_seed(seed)
     size = latent_size(spec)
@@ -101,6 +107,10 @@ def main() -> None:
                    help="another spec, e.g. 'res32:resolution=32' or 'narrow:unet_channels=[16,32]'")
     p.add_argument("--parallel", type=int, default=2, help="processes timing the default step at once")
     p.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # one of the --parallel processes: its batch
+    p.add_argument("--compile", action="store_true",
+                   help="also time the default step under torch.compile: compile time (cold and warm disk cache) "
+                        "and step cost against eager, in fresh processes")
+    p.add_argument("--compile-worker", type=int, help=argparse.SUPPRESS)  # one compiled-vs-eager process: its batch
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
 
@@ -111,6 +121,20 @@ def main() -> None:
         fn = step_function(base_spec, args.worker)
         time_steps(fn, 3)
         args.out.write_text(json.dumps([time_steps(fn, args.steps) for _ in range(args.rounds)]))
+        return
+    if args.compile_worker is not None:  # first compiled step, then compiled and eager rounds interleaved
+        compiled = step_function(base_spec, args.compile_worker, compile=True)
+        started = time.perf_counter()
+        compiled()
+        first = time.perf_counter() - started
+        eager = step_function(base_spec, args.compile_worker)
+        time_steps(compiled, 3)
+        time_steps(eager, 3)
+        rounds = {"compiled": [], "eager": []}
+        for _ in range(args.rounds):
+            rounds["compiled"].append(time_steps(compiled, args.steps))
+            rounds["eager"].append(time_steps(eager, args.steps))
+        args.out.write_text(json.dumps({"first_step_s": first, **rounds}))
         return
     specs = {"tiny (params.yaml)": base_spec}
     for text in args.variant:
@@ -147,9 +171,13 @@ def main() -> None:
         }
     record = {"command": "python benchmarks/step_cost.py " + " ".join(sys.argv[1:]),
               "date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_description()["model"],
-              "torch": torch.__version__, "threads": 1, "steps": args.steps, "rounds": args.rounds,
+              "torch": torch.__version__,
+              "isa_caps": {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR")
+                           if k in os.environ}, "threads": 1, "steps": args.steps, "rounds": args.rounds,
               "train": {"methods": n_methods, "batch_size": batch_size, "steps": dict(train["steps"])},
               "results": results, "parallel": parallel}
+    if args.compile:
+        record["compile"] = compiled_step(args, batch_size)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1) + "\n")
     args.out.with_suffix(".md").write_text(markdown(record))
@@ -161,12 +189,14 @@ def main() -> None:
               f"({r['train_floor_job_s']['total'] / 2 / 60:.0f} min on 2 cores)")
     print(f"{parallel['processes']} processes at once, batch {batch_size}: {parallel['ms_per_step']:.1f} ms per step "
           f"each ({parallel['slowdown']:.2f}x one process alone): {parallel['throughput_gain']:.2f}x the steps per second")
+    if args.compile:
+        print(compile_sentence(record["compile"]))
 
 
 def markdown(r: dict) -> str:
     """The record as the table of benchmarks/results/step_cost_tiny.md."""
     lines = [f"<!-- {r['command']} ({r['date']}) -->", "# Cost of one training step of the miniature (CPU, one thread)", "",
-             f"{r['cpu']}, torch {r['torch']}, {r['threads']} thread, {r['steps']} steps x {r['rounds']} rounds per batch "
+             f"{r['cpu']}, torch {r['torch']}, ISA caps {r.get('isa_caps') or 'none'}, {r['threads']} thread, {r['steps']} steps x {r['rounds']} rounds per batch "
              "size (interleaved), idle machine. A step: text encoder, U-Net forward on `batch` noisy latents, backward "
              "to the cross-attention K/V weights and the token row, AdamW. Median (min-max) over rounds.", ""]
     batches = list(next(iter(r["results"].values()))["ms_per_step"])
@@ -185,7 +215,47 @@ def markdown(r: dict) -> str:
               f"steps x cost({t['batch_size']}) over both benchmarks ({t['methods']} methods, 10 tasks, steps {t['steps']}): "
               "the training steps alone, without model loading, evaluation, replay sampling or the methods' extra terms. "
               "Variants other than params.yaml's are randomly initialised (timing only), never pre-trained or tuned."]
+    if "compile" in r:
+        lines += ["", compile_sentence(r["compile"])]
     return "\n".join(lines) + "\n"
+
+
+def compiled_step(args, batch: int) -> dict:
+    """The default step under ``torch.compile`` against eager, each in a fresh process sharing one new inductor
+    cache folder: the first process compiles cold (what a job pays with no cache), the second finds the first's
+    graphs on disk (a job after a warm-up). Step costs: medians over rounds, compiled and eager interleaved."""
+    import os
+    import subprocess
+    import tempfile
+
+    command = [sys.executable, __file__, "--steps", str(args.steps), "--rounds", str(args.rounds),
+               "--compile-worker", str(batch)]
+    runs = []
+    with tempfile.TemporaryDirectory() as folder:
+        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(Path(folder) / "inductor")}
+        for name in ("cold", "warm"):
+            out = Path(folder) / f"{name}.json"
+            subprocess.run([*command, "--out", str(out)], check=True, env=env)
+            runs.append(json.loads(out.read_text()))
+    compiled = statistics.median(runs[0]["compiled"] + runs[1]["compiled"])
+    eager = statistics.median(runs[0]["eager"] + runs[1]["eager"])
+    return {"batch": batch, "first_step_s": {"cold_cache": runs[0]["first_step_s"], "warm_cache": runs[1]["first_step_s"]},
+            "ms_per_step": {"compiled": 1000 * compiled, "eager": 1000 * eager,
+                            "compiled_range": [1000 * min(runs[0]["compiled"] + runs[1]["compiled"]),
+                                               1000 * max(runs[0]["compiled"] + runs[1]["compiled"])],
+                            "eager_range": [1000 * min(runs[0]["eager"] + runs[1]["eager"]),
+                                            1000 * max(runs[0]["eager"] + runs[1]["eager"])]},
+            "speedup": eager / compiled}
+
+
+def compile_sentence(c: dict) -> str:
+    """One line: what torch.compile costs and saves per step at the default batch."""
+    ms, first = c["ms_per_step"], c["first_step_s"]
+    lo, hi = ms["compiled_range"]
+    elo, ehi = ms["eager_range"]
+    return (f"torch.compile (inductor), batch {c['batch']}: first step {first['cold_cache']:.1f} s with a cold cache, "
+            f"{first['warm_cache']:.1f} s with a warm one; then {ms['compiled']:.1f} ms per step ({lo:.1f}-{hi:.1f}) "
+            f"against {ms['eager']:.1f} ms eager ({elo:.1f}-{ehi:.1f}) in the same processes: {c['speedup']:.2f}x.")
 
 
 def concurrent_step(args, batch: int) -> dict:

@@ -1,0 +1,42 @@
+"""benchmarks/step_cost.py: the cost model's fit and the torch.compile summary line (no timing here)."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "step_cost.py"
+
+
+@pytest.fixture(scope="module")
+def step_cost():
+    spec = importlib.util.spec_from_file_location("step_cost", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fit_recovers_fixed_and_per_sample_cost(step_cost):
+    batches = [1, 2, 4, 8]
+    fixed, per_sample = step_cost.fit(batches, [0.012 + 0.0065 * b for b in batches])
+    assert fixed == pytest.approx(0.012)
+    assert per_sample == pytest.approx(0.0065)
+
+
+def test_compile_sentence_reports_both_caches_and_the_speedup(step_cost):
+    line = step_cost.compile_sentence({
+        "batch": 4, "first_step_s": {"cold_cache": 111.8, "warm_cache": 7.8},
+        "ms_per_step": {"compiled": 48.8, "eager": 56.1, "compiled_range": [39.1, 60.3], "eager_range": [48.9, 74.6]},
+        "speedup": 56.1 / 48.8})
+    assert "first step 111.8 s with a cold cache, 7.8 s with a warm one" in line
+    assert "48.8 ms per step (39.1-60.3) against 56.1 ms eager (48.9-74.6)" in line
+    assert line.endswith("1.15x.")
+
+
+def test_help_names_the_compile_option():
+    result = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, check=True)
+    assert "--compile" in result.stdout
