@@ -11,8 +11,12 @@
      (``logs/make-run.times``, written by the Makefile);
    * every job's wall time from the Snakemake ``benchmark:`` files (``logs/<profile>/benchmarks/``),
      summed per stage (prepare_data, base_model, evaluator, train, evaluate, report): the profile of
-     where the time goes. Jobs run in parallel, so job seconds add up to more than the wall time.
-Writes JSON (``--out``) and a Markdown table beside it (same name, ``.md``).
+     where the time goes. Jobs run in parallel, so job seconds add up to more than the wall time;
+   * the train and evaluate job seconds split by benchmark and method, and by task (``method_split``);
+   * the train jobs whose outputs repeat another method's chain bit for bit (same md5 of every weight and
+     metric file in the committed record, ``reports/record/<profile>.json``): what sharing those tasks
+     would save (``repeated_train_jobs``; issue 17's "shared first tasks" lever).
+Writes JSON (``--out``, every job's seconds under ``jobs``) and a Markdown table beside it (same name, ``.md``).
 """
 
 from __future__ import annotations
@@ -62,6 +66,54 @@ def job_times(bench_root: Path) -> dict[str, list[tuple[str, float]]]:
     return stages
 
 
+def method_split(stages: dict[str, list[tuple[str, float]]]) -> dict:
+    """{stage: {benchmark/method: {jobs, job_seconds, first_task_s, last_task_s}}} for train and evaluate,
+    from job names ``<stage>/<benchmark>/<method>/seed_<s>/task_<t>``."""
+    split: dict = {}
+    for stage in ("train", "evaluate"):
+        rows: dict = {}
+        for job, seconds in stages.get(stage, []):
+            parts = job.split("/")
+            if len(parts) != 5:
+                continue
+            entry = rows.setdefault(f"{parts[1]}/{parts[2]}", {"jobs": 0, "job_seconds": 0.0, "by_task": {}})
+            entry["jobs"] += 1
+            entry["job_seconds"] += seconds
+            entry["by_task"][parts[4]] = entry["by_task"].get(parts[4], 0.0) + seconds
+        for entry in rows.values():
+            tasks = sorted(entry["by_task"])
+            entry["first_task_s"], entry["last_task_s"] = entry["by_task"][tasks[0]], entry["by_task"][tasks[-1]]
+        split[stage] = dict(sorted(rows.items()))
+    return split
+
+
+def repeated_train_jobs(record_path: Path, stages: dict[str, list[tuple[str, float]]]) -> dict:
+    """Train jobs whose weight and metric files (every file but ``config.json``, which names the method, and
+    ``log.json``, which names its loss terms) have the
+    same md5 as those of another method's job for the same benchmark, seed and task, in the committed record:
+    the work a shared job could have done once. ``{"jobs": [[job, same_as]], "job_seconds": s}``."""
+    if not record_path.exists():
+        return {"jobs": [], "job_seconds": 0.0, "record": None}
+    files = json.loads(record_path.read_text()).get("files", {}).get("train", {})
+    outputs: dict[str, dict[str, str]] = {}
+    for path, digest in files.items():  # runs/<profile>/<benchmark>/<method>/seed_<s>/task_<t>/<file>
+        parts = path.split("/")
+        if len(parts) == 7 and parts[-1] not in ("config.json", "log.json"):
+            outputs.setdefault("/".join(parts[2:6]), {})[parts[6]] = digest
+    seconds = dict(stages.get("train", []))
+    first_of: dict[tuple, str] = {}
+    repeated = []
+    for key in sorted(outputs):
+        benchmark, method, seed, task = key.split("/")
+        signature = (benchmark, seed, task, tuple(sorted(outputs[key].items())))
+        if signature in first_of:
+            repeated.append([f"train/{key}", f"train/{first_of[signature]}"])
+        else:
+            first_of[signature] = key
+    return {"jobs": repeated, "job_seconds": sum(seconds.get(job, 0.0) for job, _ in repeated),
+            "record": record_path.as_posix()}
+
+
 def read_marks(path: Path) -> dict[str, float]:
     marks = {}
     if path.exists():
@@ -89,6 +141,22 @@ def markdown(result: dict) -> str:
     lines.append(f"| all | {sum(s['jobs'] for s in result['stages'].values())} | {total:.0f} | 100% | | |")
     lines += ["", "Job seconds are summed over jobs that run in parallel (Snakemake `benchmark:` files), so "
               "they exceed the wall time; their shares show where the time goes."]
+    split = result.get("method_split", {})
+    if split.get("train"):
+        lines += ["", "## Train and evaluate jobs by benchmark and method", "",
+                  "| benchmark/method | train job-s | train task 1 (s) | train task 10 (s) | evaluate job-s | "
+                  "evaluate task 1 (s) | evaluate task 10 (s) |", "|---|---|---|---|---|---|---|"]
+        for name, train in split["train"].items():
+            evaluate = split.get("evaluate", {}).get(name, {"job_seconds": 0.0, "first_task_s": 0.0, "last_task_s": 0.0})
+            lines.append(f"| {name} | {train['job_seconds']:.0f} | {train['first_task_s']:.1f} | "
+                         f"{train['last_task_s']:.1f} | {evaluate['job_seconds']:.0f} | {evaluate['first_task_s']:.1f} | "
+                         f"{evaluate['last_task_s']:.1f} |")
+    repeated = result.get("repeated_train_jobs")
+    if repeated and repeated.get("record"):
+        same = ", ".join(f"{a.split('/', 1)[1]} = {b.split('/')[2]}" for a, b in repeated["jobs"]) or "none"
+        lines += ["", f"Train jobs whose outputs repeat another method's job bit for bit in the record "
+                  f"(`{repeated['record']}`): {len(repeated['jobs'])}, {repeated['job_seconds']:.0f} job-s "
+                  f"({same})."]
     return "\n".join(lines) + "\n"
 
 
@@ -121,7 +189,8 @@ def main() -> None:
     wall = time.perf_counter() - started
     marks = read_marks(Path("logs/make-run.times"))
     stages = {}
-    for name, jobs in sorted(job_times(Path(f"logs/{args.profile}/benchmarks")).items(),
+    times = job_times(Path(f"logs/{args.profile}/benchmarks"))
+    for name, jobs in sorted(times.items(),
                              key=lambda kv: list(STAGE_OF_FOLDER).index(kv[0]) if kv[0] in STAGE_OF_FOLDER else 99):
         seconds = sorted(s for _, s in jobs)
         stages[name] = {"jobs": len(jobs), "job_seconds": sum(seconds), "median_job_s": seconds[len(seconds) // 2],
@@ -134,6 +203,9 @@ def main() -> None:
         "pipeline_wall_s": marks.get("pipeline_done", 0) - marks.get("start", 0),
         "html_report_wall_s": marks.get("html_report_done", 0) - marks.get("pipeline_done", 0),
         "stages": stages,
+        "method_split": method_split(times),
+        "repeated_train_jobs": repeated_train_jobs(Path(f"reports/record/{args.profile}.json"), times),
+        "jobs": {stage: dict(jobs) for stage, jobs in times.items()},
         "platform": platform_info(load_config([Path("params.yaml")])["cpu_isa"]),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

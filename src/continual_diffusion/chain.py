@@ -82,6 +82,49 @@ def token_generator(seed: int, task: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 100_003 + 50_000 + task)
 
 
+def job_config(cfg: dict, benchmark: str, method_name: str, seed: int, task: int, base: Path) -> dict:
+    """The ``config.json`` of a task folder: the resolved configuration the job ran with."""
+    settings = chain_settings(cfg, benchmark, method_name)
+    base_manifest = json.loads((Path(base) / "base.json").read_text())
+    return {"benchmark": benchmark, "method": method_name, "method_params": settings["method"],
+            "seed": seed, "task": task, "prompt": prompt_for(concept_token(task)), "train": settings["train"],
+            "torch_threads": settings["torch_threads"], "profile": cfg["profile"], "base": base_manifest.get("source")}
+
+
+SHARED_FILES = (TASK_FILE, "log.json", "metrics.json")
+
+
+def copy_task(cfg: dict, benchmark: str, method_name: str, seed: int, task: int, base: Path, runs: Path,
+              source_runs: Path) -> None:
+    """Write task ``task`` of ``method_name``'s chain as a copy of the same task of another method's chain
+    that trains the same thing (``shared_tasks.source_method``): its tensors, log and metrics, with this
+    job's own ``config.json``. Refuses a source that is not the shared job this configuration names."""
+    from .shared_tasks import source_method
+
+    source = task_dir(source_runs, task)
+    expected = source_method(cfg, benchmark, method_name, task)
+    source_config_path = source / "config.json"
+    if not source_config_path.exists():
+        raise PipelineError(f"{source_config_path}: the shared task to copy is missing (train it first)")
+    source_config = json.loads(source_config_path.read_text())
+    config = job_config(cfg, benchmark, method_name, seed, task, base)
+    if expected is None or source_config.get("method") != expected:
+        raise PipelineError(f"{source}: not the job that task {task} of {benchmark}/{method_name} shares "
+                            f"(expected {expected or 'none: the task trains itself'}, "
+                            f"found {source_config.get('method')!r})")
+    mismatch = [k for k in config if k not in ("method", "method_params") and source_config.get(k) != config[k]]
+    if mismatch:
+        raise PipelineError(f"{source_config_path}: written with other settings ({', '.join(mismatch)}); "
+                            "rerun that task first")
+    out = task_dir(runs, task)
+    with atomic_directory(out) as tmp:
+        for name in SHARED_FILES:
+            shutil.copyfile(source / name, tmp / name)
+        (tmp / "config.json").write_text(json_text(config))
+    log.info("task %d of %s/%s/seed_%d: copied from %s (the same training)", task, benchmark, method_name, seed,
+             source_config["method"])
+
+
 def run_task(cfg: dict, benchmark: str, method_name: str, seed: int, task: int, data_root: Path, base: Path,
              runs: Path, checkpoints: Path) -> dict:
     """Train task ``task`` of one chain and write its folder under ``runs`` (atomically)."""
@@ -101,11 +144,8 @@ def run_task(cfg: dict, benchmark: str, method_name: str, seed: int, task: int, 
     tc = TrainConfig(steps=int(train["steps"]), batch_size=int(train["batch_size"]),
                      token_lr=float(train["token_lr"]), seed=seed, checkpoint_every=int(cfg["train"]["checkpoint_every"]))
     base_manifest = (Path(base) / "base.json").read_text()
-    job_config = {"benchmark": benchmark, "method": method_name, "method_params": settings["method"],
-                  "seed": seed, "task": task, "prompt": prompt_for(token), "train": train,
-                  "torch_threads": settings["torch_threads"], "profile": cfg["profile"],
-                  "base": json.loads(base_manifest).get("source")}
-    fingerprint = {**job_config, "base_manifest_sha256": hashlib.sha256(base_manifest.encode()).hexdigest()}
+    config = job_config(cfg, benchmark, method_name, seed, task, base)
+    fingerprint = {**config, "base_manifest_sha256": hashlib.sha256(base_manifest.encode()).hexdigest()}
     workdir = checkpoints / f"task_{task:02d}"
     step_log = train_task(model, method, task, token_id, prompt_for(token), latents, tc, workdir,
                           fingerprint=fingerprint)
@@ -118,7 +158,7 @@ def run_task(cfg: dict, benchmark: str, method_name: str, seed: int, task: int, 
     out = task_dir(runs, task)
     with atomic_directory(out) as tmp:
         save_file(tensors, str(tmp / TASK_FILE))
-        (tmp / "config.json").write_text(json_text(job_config))
+        (tmp / "config.json").write_text(json_text(config))
         (tmp / "log.json").write_text(json_text(step_log))
         (tmp / "metrics.json").write_text(json_text(metrics))
     shutil.rmtree(workdir, ignore_errors=True)

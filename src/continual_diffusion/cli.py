@@ -138,10 +138,13 @@ def _check_chain(cfg: dict, args: argparse.Namespace) -> None:
 
 
 def cmd_train_task(args: argparse.Namespace) -> None:
-    from .chain import run_task
+    from .chain import copy_task, run_task
 
     cfg = _config(args)
     _check_chain(cfg, args)
+    if args.same_as is not None:
+        copy_task(cfg, args.benchmark, args.method, args.seed, args.task, args.base, args.runs, args.same_as)
+        return
     run_task(cfg, args.benchmark, args.method, args.seed, args.task, Path("data") / cfg["profile"], args.base,
              args.runs, args.checkpoints)
 
@@ -366,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     _chain_args(p)
     p.add_argument("--checkpoints", type=Path, required=True, help="where this chain keeps resumable checkpoints")
+    p.add_argument("--same-as", type=Path, metavar="RUNS",
+                   help="copy the task from this other method's chain, which trains the same thing "
+                        "(train.share_identical_tasks; shared_tasks.py) instead of training it")
     p.set_defaults(func=cmd_train_task)
 
     p = sub.add_parser("evaluate-task", help="sample and score every concept learned up to a task")

@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from continual_diffusion import config as cd_config
 from continual_diffusion import pipeline as cd_pipeline
+from continual_diffusion import shared_tasks as cd_shared_tasks
 from continual_diffusion.errors import PipelineError
 
 # Params files as Snakemake saw them (params.yaml, plus any --configfile), and --config overrides.
@@ -127,6 +128,23 @@ def earlier_tasks(wildcards):
     """Task t of a chain starts from tasks 1..t-1 of the same chain."""
     root = RUNS.format(**wildcards)
     return [task_folder(root, t) for t in range(1, int(wildcards.task))]
+
+
+def shared_source_runs(wildcards):
+    """The other method's chain whose job trains what this task would (shared_tasks.py), or None."""
+    source = cd_shared_tasks.source_method(CFG, wildcards.benchmark, wildcards.method, int(wildcards.task))
+    return None if source is None else RUNS.format(benchmark=wildcards.benchmark, method=source, seed=wildcards.seed)
+
+
+def shared_task(wildcards):
+    """Input function: the shared job's task folder, when this task is a copy of it."""
+    source = shared_source_runs(wildcards)
+    return [] if source is None else [task_folder(source, wildcards.task)]
+
+
+def shared_task_arg(wildcards):
+    source = shared_source_runs(wildcards)
+    return "" if source is None else f"--same-as {shlex.quote(source)}"
 
 
 def chain_params(wildcards):

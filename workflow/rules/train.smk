@@ -1,5 +1,6 @@
 # Stage train: one job per (benchmark, method, seed, task); task t reads tasks 1..t-1 of its chain
-# (RUNS, earlier_tasks, chain_params, all_tasks: common.smk).
+# (RUNS, earlier_tasks, chain_params, all_tasks: common.smk). A task that another method's job trains
+# identically (shared_tasks.py, train.share_identical_tasks) is copied from that job's folder (--same-as).
 
 
 rule train_task:
@@ -8,6 +9,7 @@ rule train_task:
         base=f"models/{PROFILE}/base",
         task_data=lambda w: f"data/{PROFILE}/tasks/{w.benchmark}",
         earlier=earlier_tasks,
+        same_as=shared_task,
     output:
         directory(f"{RUNS}/task_{{task}}"),
     params:
@@ -15,6 +17,7 @@ rule train_task:
         config=CONFIG_ARGS,
         runs=lambda w: RUNS.format(**w),
         checkpoints=lambda w: f"checkpoints/{PROFILE}/{w.benchmark}/{w.method}/seed_{w.seed}",
+        same_as=shared_task_arg,
     wildcard_constraints:
         benchmark="|".join(BENCHMARKS),
         method="|".join(CFG["train"]["methods"]),
@@ -30,7 +33,7 @@ rule train_task:
     shell:
         "python -m continual_diffusion train-task --benchmark {wildcards.benchmark} --method {wildcards.method} "
         "--seed {wildcards.seed} --task {wildcards.task} --base {input.base} --runs {params.runs} "
-        "--checkpoints {params.checkpoints} {params.config} --log {log}"
+        "--checkpoints {params.checkpoints} {params.same_as} {params.config} --log {log}"
 
 
 rule train:

@@ -16,6 +16,8 @@ checkpoints and logs; a method only says what else trains and what else is in th
   inference_groups(concepts)    which concepts share one model at sampling time (default: all)
   prepare_inference(concepts)   after restoring tasks 1..t: put the model in its sampling state for
                                 that group of concepts
+  training_recipe(task)         what training task t computes, when another method's job computes the
+                                same (``shared_tasks.py``: such jobs are trained once and copied)
 
 A method registers itself with ``@register`` in any module of this package (modules are discovered
 at import); its code for the pipeline's rerun decisions is the modules of its class hierarchy
@@ -127,3 +129,11 @@ class ContinualMethod(ABC):
 
     def prepare_inference(self, concepts: list[int] | None = None) -> None:
         """After ``restore_task`` of tasks 1..t: the model as it samples ``concepts`` (default: as restored)."""
+
+    def training_recipe(self, task: int) -> tuple | None:
+        """A hashable description of how task ``task`` trains, from the state its chain left after task
+        t-1: where the trained tensors start, which loss, which of this method's parameters enter it, and
+        what ``end_task`` saves. Two methods whose recipes are equal for every task 1..t (and whose
+        shared training settings are equal) write bit-identical task folders up to ``config.json``;
+        ``shared_tasks.py`` then trains the job once and copies it. None (the default): never shared."""
+        return None

@@ -97,6 +97,11 @@ class KVFineTuning(ContinualMethod):
         drift = getattr(self, "_drift", {})
         return {"kv_drift_from_base_mean": sum(drift.values()) / len(drift)} if drift else {}
 
+    def from_base_recipe(self) -> tuple:
+        """Recipe of a task that fine-tunes K/V from the base weights on its own images with the diffusion
+        loss alone, saving the weights (``training_recipe``)."""
+        return ("kv_fine_tuning_from_base", float(self.params["lr"]), float(self.params.get("weight_decay", 0.0)))
+
 
 @register
 class CustomDiffusionSequential(KVFineTuning):
@@ -104,6 +109,10 @@ class CustomDiffusionSequential(KVFineTuning):
 
     def restore_task(self, task: int, state: dict[str, torch.Tensor]) -> None:
         self._set_weights({n: state[f"{n}.weight"] for n in self.linears})
+
+    def training_recipe(self, task: int) -> tuple | None:
+        """Task 1 starts from the base (no earlier task); later tasks continue from task t-1's weights."""
+        return self.from_base_recipe() if task == 1 else None
 
 
 class _PerTaskFromBase(KVFineTuning):
@@ -119,6 +128,9 @@ class _PerTaskFromBase(KVFineTuning):
     def begin_task(self, ctx: TaskContext) -> None:
         self._set_weights(self.w_base)
         super().begin_task(ctx)
+
+    def training_recipe(self, task: int) -> tuple | None:
+        return self.from_base_recipe()
 
 
 OFFLINE_MODES = ("separate", "joint")
@@ -161,6 +173,10 @@ class CustomDiffusionOffline(_PerTaskFromBase):
         self.past = None
         if self.mode == "joint" and ctx.task > 1:
             self.past = real_concept_set(self.model, self.env, list(range(1, ctx.task)))
+
+    def training_recipe(self, task: int) -> tuple | None:
+        """Mode joint adds the earlier concepts' images from task 2 on."""
+        return self.from_base_recipe() if self.mode == "separate" or task == 1 else None
 
     def extra_losses(self) -> dict[str, torch.Tensor]:
         if getattr(self, "past", None) is None:

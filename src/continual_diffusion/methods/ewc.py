@@ -38,6 +38,10 @@ class CustomDiffusionEWC(CustomDiffusionSequential):
         for n in self.fisher:
             self.fisher[n] += state[f"{n}.fisher"].to(self.fisher[n].dtype)
 
+    def training_recipe(self, task: int) -> tuple | None:
+        """Never shared: every task also saves its Fisher."""
+        return None
+
     def begin_task(self, ctx: TaskContext) -> None:
         super().begin_task(ctx)
         self.anchor = {n: m.weight.detach().clone() for n, m in self.linears.items()}

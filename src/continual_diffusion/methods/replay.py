@@ -33,6 +33,10 @@ class GenerativeReplay(CustomDiffusionSequential):
                 self.model, prompts, int(self.params["replay_per_concept"]), self.env.seed, ctx.task,
                 steps=int(self.params["replay_steps"]), guidance=float(self.params["replay_guidance"]))
 
+    def training_recipe(self, task: int) -> tuple | None:
+        """Task 1 has nothing to replay: sequential Custom Diffusion's task 1."""
+        return super().training_recipe(task) if task == 1 else None
+
     def extra_losses(self) -> dict[str, torch.Tensor]:
         if self.replay is None:
             return {}

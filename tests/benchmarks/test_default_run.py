@@ -1,0 +1,74 @@
+"""benchmarks/default_run.py: the per-method split and the repeated-job analysis (no pipeline run here)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "default_run.py"
+
+
+@pytest.fixture(scope="module")
+def default_run():
+    spec = importlib.util.spec_from_file_location("default_run", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write_tsv(path: Path, seconds: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"s\th:m:s\tmax_rss\n{seconds}\t0:00:{seconds:02.0f}\t100\n")
+
+
+def test_method_split_sums_jobs_per_benchmark_and_method(default_run, tmp_path):
+    for task, seconds in (("task_01", 20.0), ("task_02", 25.0), ("task_03", 31.0)):
+        _write_tsv(tmp_path / "train" / "faces" / "clora" / "seed_0" / f"{task}.tsv", seconds)
+    _write_tsv(tmp_path / "train" / "landmarks" / "clora" / "seed_0" / "task_01.tsv", 9.0)
+    _write_tsv(tmp_path / "evaluate" / "faces" / "clora" / "seed_0" / "task_01.tsv", 3.0)
+    _write_tsv(tmp_path / "report" / "faces" / "summary.tsv", 1.0)
+    times = default_run.job_times(tmp_path)
+    split = default_run.method_split(times)
+    faces = split["train"]["faces/clora"]
+    assert (faces["jobs"], faces["job_seconds"]) == (3, 76.0)
+    assert (faces["first_task_s"], faces["last_task_s"]) == (20.0, 31.0)
+    assert split["train"]["landmarks/clora"]["job_seconds"] == 9.0
+    assert split["evaluate"]["faces/clora"]["jobs"] == 1
+    assert "report" not in split
+
+
+def test_repeated_train_jobs_match_weights_and_metrics_but_not_config_or_log(default_run, tmp_path):
+    def job(method, task, weights, metrics, log="l"):
+        root = f"runs/tiny/faces/{method}/seed_0/{task}"
+        return {f"{root}/config.json": method, f"{root}/log.json": log + method,
+                f"{root}/task.safetensors": weights, f"{root}/metrics.json": metrics}
+
+    files = {**job("clora", "task_01", "w1", "m1"), **job("lora_sequential", "task_01", "w1", "m1"),
+             **job("clora", "task_02", "w2", "m2"), **job("lora_sequential", "task_02", "w3", "m3"),
+             **job("dreambooth", "task_01", "w1", "m4")}  # same weights, other metrics: not a repeat
+    record = tmp_path / "tiny.json"
+    record.write_text(json.dumps({"files": {"train": files}}))
+    times = {"train": [("train/faces/clora/seed_0/task_01", 20.0), ("train/faces/lora_sequential/seed_0/task_01", 22.0)]}
+    repeated = default_run.repeated_train_jobs(record, times)
+    assert repeated["jobs"] == [["train/faces/lora_sequential/seed_0/task_01", "train/faces/clora/seed_0/task_01"]]
+    assert repeated["job_seconds"] == 22.0
+    assert default_run.repeated_train_jobs(tmp_path / "missing.json", times)["record"] is None
+
+
+def test_markdown_shows_the_method_table_and_the_repeated_jobs(default_run):
+    result = {"command": "python benchmarks/default_run.py", "date": "2026-12-01 00:00", "profile": "tiny",
+              "wall_s": 100.0, "pipeline_wall_s": 96.0, "html_report_wall_s": 4.0, "returncode": 0, "load_before": 0.1,
+              "platform": {"cpu": {"model": "cpu"}, "torch": "2"},
+              "stages": {"train": {"jobs": 2, "job_seconds": 42.0, "median_job_s": 22.0, "max_job_s": 22.0}},
+              "method_split": {"train": {"faces/clora": {"jobs": 2, "job_seconds": 42.0, "first_task_s": 20.0,
+                                                         "last_task_s": 22.0}}},
+              "repeated_train_jobs": {"jobs": [["train/faces/lora_sequential/seed_0/task_01",
+                                                "train/faces/clora/seed_0/task_01"]],
+                                      "job_seconds": 22.0, "record": "reports/record/tiny.json"}}
+    text = default_run.markdown(result)
+    assert "| faces/clora | 42 | 20.0 | 22.0 | 0 | 0.0 | 0.0 |" in text
+    assert "bit for bit in the record (`reports/record/tiny.json`): 1, 22 job-s " in text
+    assert "faces/lora_sequential/seed_0/task_01 = clora" in text
