@@ -1,6 +1,7 @@
 """The record of the default run and the check of a rerun against it (record.py)."""
 
 import json
+import platform
 
 import pytest
 import yaml
@@ -98,12 +99,19 @@ def test_isa_caps_apply_to_x86_64_only():
                                                  "MKL_CBWR": "AVX2"}
     assert isa_environment("avx2", "aarch64") == {}
     assert isa_environment("native", "x86_64") == {}
+    # avx2_mkl_compatible: the same caps, with the MKL branch that MKL honours on non-Intel CPUs too
+    assert isa_environment("avx2_mkl_compatible", "x86_64") == {**isa_environment("avx2", "x86_64"), "MKL_CBWR": "COMPATIBLE"}
+    assert isa_environment("avx2_mkl_compatible", "aarch64") == {}
     with pytest.raises(PipelineError, match="cpu_isa"):
         isa_environment("avx9", "x86_64")
 
 
 def test_the_platform_key_changes_with_the_caps():
     assert record.platform_info("avx2")["bit_identity_key"] != record.platform_info("native")["bit_identity_key"]
+    compatible = record.platform_info("avx2_mkl_compatible")
+    assert compatible["bit_identity_key"] != record.platform_info("avx2")["bit_identity_key"]
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        assert compatible["isa_caps"]["MKL_CBWR"] == "COMPATIBLE" and "|mkl=COMPATIBLE|" in compatible["bit_identity_key"]
 
 
 def test_single_cells_are_counted_not_held_to_a_tolerance(workspace):

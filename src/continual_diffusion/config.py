@@ -193,6 +193,12 @@ ISA_ENVIRONMENT = {
     # torch's own vectorised kernels, oneDNN's convolutions / matmuls, MKL's BLAS (conditional numerical
     # reproducibility): each picks its code path from the CPU unless capped
     "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"},
+    # MKL honours MKL_CBWR=AVX2 on Intel CPUs only: on others it runs its AUTO branch (MKL_VERBOSE prints
+    # "CNR:AUTO" on an AMD EPYC; oneMKL developer guide, "Specifying code branches": "settings other than AUTO
+    # or COMPATIBLE are available only for Intel processors"). COMPATIBLE is the branch MKL runs on every x86-64
+    # CPU: it removes MKL's vendor dispatch, not every vendor difference (MKL's float sqrt starts from rsqrtps),
+    # so it is not the default: benchmarks/results/cross_vendor.md.
+    "avx2_mkl_compatible": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE"},
     "native": {},
 }
 
