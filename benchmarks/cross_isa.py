@@ -15,7 +15,8 @@ Two settings test the MKL part of the difference between CPU vendors: ``avx2_mkl
 ``cpu_isa: avx2_mkl_compatible``: the caps with ``MKL_CBWR=COMPATIBLE``, the one MKL branch besides AUTO that
 MKL runs on non-Intel CPUs: there it ignores ``MKL_CBWR=AVX2`` and runs AUTO) and
 ``avx2_mkl_compatible_no_onednn`` (the same with ``torch.backends.mkldnn`` off, so that convolutions run torch's
-own kernels and MKL's GEMM instead of oneDNN). For each setting the record keeps the branch MKL reports
+own kernels and MKL's GEMM instead of oneDNN). ``portable`` (params ``cpu_isa: portable``) adds exact square
+roots to ``avx2_mkl_compatible`` (src/continual_diffusion/numerics.py). For each setting the record keeps the branch MKL reports
 (``MKL_VERBOSE``: ``CNR:AVX2``, ``CNR:AUTO``, ...) and the CPU it ran on. Compare two machines' records (the
 task file and sample hashes of each setting):
 
@@ -46,10 +47,11 @@ CAPS = ISA_ENVIRONMENT["avx2"]  # what params' cpu_isa: avx2 sets for every job
 NAMES = {"ATEN_CPU_CAPABILITY": "aten_avx2", "ONEDNN_MAX_CPU_ISA": "onednn_avx2", "MKL_CBWR": "mkl_avx2"}
 SETTINGS = {"native": {}, **{NAMES.get(k, k): {k: v} for k, v in CAPS.items()}, "all_avx2 (cpu_isa: avx2)": dict(CAPS),
             "avx2_mkl_compatible (cpu_isa: avx2_mkl_compatible)": dict(ISA_ENVIRONMENT["avx2_mkl_compatible"]),
-            "avx2_mkl_compatible_no_onednn": dict(ISA_ENVIRONMENT["avx2_mkl_compatible"])}
+            "avx2_mkl_compatible_no_onednn": dict(ISA_ENVIRONMENT["avx2_mkl_compatible"]),
+            "portable (cpu_isa: portable)": dict(ISA_ENVIRONMENT["portable"])}
 NO_ONEDNN = {"avx2_mkl_compatible_no_onednn"}  # settings whose jobs run with torch.backends.mkldnn off
 CPU_ISA = {"native": "native", "avx2_mkl_compatible": "avx2_mkl_compatible",  # params' cpu_isa per setting
-           "avx2_mkl_compatible_no_onednn": "avx2_mkl_compatible"}
+           "avx2_mkl_compatible_no_onednn": "avx2_mkl_compatible", "portable": "portable"}
 # the CLI with oneDNN switched off before any model is built (torch has no environment variable for it)
 NO_ONEDNN_MAIN = ("import runpy, sys, torch; torch.backends.mkldnn.enabled = False; "
                   "sys.argv[0] = 'continual_diffusion'; runpy.run_module('continual_diffusion', run_name='__main__')")

@@ -17,6 +17,10 @@ The MKL branch each run took is read from ``MKL_VERBOSE`` (``CNR:AVX2``, ``CNR:A
 Emulation is slow (about 60 s per training step of the miniature, against 0.08 s natively): keep ``--steps``
 small; the kernels a step runs are the same at any step count.
 
+``--job evaluate`` compares an evaluate job instead (task 1 of the same chain, trained natively under each setting
+first; 2 samples, 3 DPM-Solver++ steps): sampling, the identity evaluator and the metrics; compared: the sha256 of
+the sample grid and the per-concept scores.
+
 ``--ops`` runs ``benchmarks/op_fingerprint.py`` instead of a training job: the bits of each op family on fixed
 inputs, natively and under both models. An op whose emulated bits differ from the native ones on the host's own
 vendor uses an instruction whose result the x86 specification leaves to the implementation (the approximate
@@ -56,10 +60,8 @@ def host_vendor() -> str:
     return "unknown"
 
 
-def train(setting: str, model: str | None, steps: int, work: Path, fused_adamw: bool = False) -> dict:
-    """One train-task run; ``model`` None runs natively. Returns the task hash and MKL's branch."""
-    out = work / f"{setting}_{model or 'native'}{'_fused' if fused_adamw else ''}"
-    shutil.rmtree(out, ignore_errors=True)
+def _cdiff(setting: str, model: str | None, args: list[str], entry: list[str] | None = None) -> tuple[str, float]:
+    """Run ``cdiff args`` under ``setting``'s caps, natively (``model`` None) or emulated; MKL's branch, seconds."""
     env = {k: v for k, v in os.environ.items() if k not in (*ISA_ENVIRONMENT["avx2"], "CDIFF_WARM", "CDIFF_OVERRIDES")}
     env.update(ISA_ENVIRONMENT[setting], PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", MKL_VERBOSE="1")
@@ -67,18 +69,42 @@ def train(setting: str, model: str | None, steps: int, work: Path, fused_adamw: 
     python = str(Path(sys.prefix) / "bin" / "python")
     head = ["qemu-x86_64", "-cpu", model] if model else []
     started = time.perf_counter()
-    entry = ["-c", FUSED_ADAMW_MAIN] if fused_adamw else ["-m", "continual_diffusion"]
-    proc = subprocess.run([*head, python, *entry, "train-task", "--benchmark", "faces", "--method",
-                           "clora", "--seed", "0", "--task", "1", "--base", "models/tiny/base", "--runs",
-                           str(out / "runs"), "--checkpoints", str(out / "ck"), "--set", f"train.steps.faces={steps}",
-                           "--set", f"cpu_isa={setting}"], cwd=REPO, env=env, capture_output=True, text=True)
+    proc = subprocess.run([*head, python, *(entry or ["-m", "continual_diffusion"]), *args, "--set",
+                           f"cpu_isa={setting}"], cwd=REPO, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise SystemExit(f"{setting} on {model or 'native'}: train-task failed:\n{proc.stderr[-2000:]}")
+        raise SystemExit(f"{setting} on {model or 'native'}: {args[0]} failed:\n{proc.stderr[-2000:]}")
     branches = sorted({w[4:] for w in proc.stdout.split() if w.startswith("CNR:")})
+    return "+".join(branches) or "unknown", round(time.perf_counter() - started, 1)
+
+
+def train(setting: str, model: str | None, steps: int, work: Path, fused_adamw: bool = False) -> dict:
+    """One train-task run; ``model`` None runs natively. Returns the task hash and MKL's branch."""
+    out = work / f"{setting}_{model or 'native'}{'_fused' if fused_adamw else ''}"
+    shutil.rmtree(out, ignore_errors=True)
+    branch, seconds = _cdiff(setting, model, [
+        "train-task", "--benchmark", "faces", "--method", "clora", "--seed", "0", "--task", "1", "--base",
+        "models/tiny/base", "--runs", str(out / "runs"), "--checkpoints", str(out / "ck"), "--set",
+        f"train.steps.faces={steps}"], ["-c", FUSED_ADAMW_MAIN] if fused_adamw else None)
     task = out / "runs" / "task_01" / "task.safetensors"
     return {"setting": setting, "cpu": model or "native",
-            "task_sha256": hashlib.sha256(task.read_bytes()).hexdigest()[:16],
-            "mkl_branch": "+".join(branches) or "unknown", "seconds": round(time.perf_counter() - started, 1)}
+            "task_sha256": hashlib.sha256(task.read_bytes()).hexdigest()[:16], "mkl_branch": branch,
+            "seconds": seconds}
+
+
+def evaluate(setting: str, model: str | None, work: Path) -> dict:
+    """One evaluate-task run of task 1 on the chain ``train(setting, None, ...)`` wrote. The sha256 of the
+    sample grid and the per-concept scores (``task_sha256`` so that the verdicts read it alike)."""
+    runs = work / f"{setting}_native" / "runs"
+    out = work / f"{setting}_{model or 'native'}_evaluate"
+    shutil.rmtree(out, ignore_errors=True)
+    branch, seconds = _cdiff(setting, model, [
+        "evaluate-task", "--benchmark", "faces", "--method", "clora", "--seed", "0", "--task", "1", "--base",
+        "models/tiny/base", "--runs", str(runs), "--evaluator", "models/tiny/evaluator/faces", "--out", str(out),
+        "--set", "evaluation.samples_per_concept=2", "--set", "evaluation.inference_steps=3"])
+    scores = json.loads((out / "scores.json").read_text())["concepts"]
+    digest = hashlib.sha256((out / "samples.png").read_bytes() + json.dumps(scores, sort_keys=True).encode())
+    return {"setting": setting, "cpu": model or "native", "task_sha256": digest.hexdigest()[:16],
+            "mkl_branch": branch, "seconds": seconds}
 
 
 def fingerprint(setting: str, model: str | None) -> dict:
@@ -125,9 +151,12 @@ def verdicts(runs: list[dict], vendor: str) -> dict:
 def table(runs: list[dict], result: dict) -> str:
     models = ["native", INTEL_MODEL, AMD_MODEL]
     optimizer = "torch's fused AdamW (experiment)" if result.get("fused_adamw") else "the pipeline's AdamW"
-    lines = [f"Host: {result['host']['vendor']} ({result['host']['cpu']}); {result['steps']} training steps of "
-             f"faces/clora task 1 per run, {optimizer}; task-file sha256 (first 16 hex) and the MKL branch "
-             "(MKL_VERBOSE).", "",
+    what = (f"{result['steps']} training steps of faces/clora task 1 per run, {optimizer}; task-file sha256"
+            if result.get("job", "train") == "train" else
+            f"an evaluate job of faces/clora task 1 (trained natively, {result['steps']} steps; 2 samples, 3 "
+            "DPM-Solver++ steps) per run; sha256 of the sample grid and the scores")
+    lines = [f"Host: {result['host']['vendor']} ({result['host']['cpu']}); {what} (first 16 hex) and the MKL "
+             "branch (MKL_VERBOSE).", "",
              "| cpu_isa | " + " | ".join(f"{m} ({VENDOR.get(m, 'host')})" for m in models)
              + " | emulation reproduces the host | same bits on every CPU |",
              "|---|" + "---|" * (len(models) + 2)]
@@ -145,7 +174,8 @@ def table(runs: list[dict], result: dict) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=2)
-    p.add_argument("--settings", nargs="+", default=["avx2", "avx2_mkl_compatible"],
+    p.add_argument("--job", choices=["train", "evaluate"], default="train", help="the job compared (default train)")
+    p.add_argument("--settings", nargs="+", default=["avx2", "avx2_mkl_compatible", "portable"],
                    choices=sorted(set(ISA_ENVIRONMENT) - {"native"}))
     p.add_argument("--jobs", type=int, default=2, help="runs at once (the result does not depend on it)")
     p.add_argument("--work", type=Path, default=Path("/tmp/cross_vendor"))
@@ -172,9 +202,15 @@ def main() -> None:
                                         "cpu": cpu_description()["model"]}, "runs": runs, "ops": per_op,
                                         "table": text}, indent=1))
         return
+    if args.job == "evaluate":
+        for setting in args.settings:  # the chain each setting's evaluate jobs read
+            train(setting, None, args.steps, args.work)
     with ThreadPoolExecutor(args.jobs) as pool:
-        runs = list(pool.map(lambda sm: train(*sm, args.steps, args.work, args.fused_adamw), plan))
-    result = {"command": " ".join(sys.argv), "steps": args.steps, "fused_adamw": args.fused_adamw,
+        if args.job == "evaluate":
+            runs = list(pool.map(lambda sm: evaluate(*sm, args.work), plan))
+        else:
+            runs = list(pool.map(lambda sm: train(*sm, args.steps, args.work, args.fused_adamw), plan))
+    result = {"command": " ".join(sys.argv), "job": args.job, "steps": args.steps, "fused_adamw": args.fused_adamw,
               "host": {"vendor": vendor, "cpu": cpu_description()["model"]}, "runs": runs}
     result["verdicts"] = verdicts(runs, vendor)
     result["table"] = table(runs, result)

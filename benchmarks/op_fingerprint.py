@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
 def fingerprints() -> dict[str, str]:
@@ -54,6 +58,11 @@ def fingerprints() -> dict[str, str]:
     out["sqrt (float32)"] = digest(torch.sqrt(pos))
     out["pow 0.5 (float32; diffusers' schedulers)"] = digest(pos**0.5)
     out["sqrt (float64)"] = digest(torch.sqrt(pos.double()))
+    from continual_diffusion.numerics import exact_sqrt
+
+    with exact_sqrt():  # cpu_isa: portable
+        out["sqrt, pow 0.5 (float32, float64) under exact_sqrt"] = digest(torch.sqrt(pos), pos**0.5,
+                                                                           torch.sqrt(pos.double()))
     out["div / reciprocal"] = digest(z / pos, pos.reciprocal())
     out["sin / cos (timestep embedding)"] = digest(torch.sin(z * 10), torch.cos(z * 10))
     out["interpolate nearest (upsample)"] = digest(F.interpolate(z, scale_factor=2.0, mode="nearest"))
@@ -68,6 +77,14 @@ def fingerprints() -> dict[str, str]:
             (p.square().sum()).backward()
             opt.step()
         out[f"AdamW {label} (3 steps)"] = digest(p)
+    p = start.clone().requires_grad_(True)
+    opt = torch.optim.AdamW([p], lr=1e-3)
+    with exact_sqrt():
+        for _ in range(3):
+            opt.zero_grad()
+            (p.square().sum()).backward()
+            opt.step()
+    out["AdamW foreach under exact_sqrt (3 steps)"] = digest(p)
     return out
 
 

@@ -102,6 +102,8 @@ def test_isa_caps_apply_to_x86_64_only():
     # avx2_mkl_compatible: the same caps, with the MKL branch that MKL honours on non-Intel CPUs too
     assert isa_environment("avx2_mkl_compatible", "x86_64") == {**isa_environment("avx2", "x86_64"), "MKL_CBWR": "COMPATIBLE"}
     assert isa_environment("avx2_mkl_compatible", "aarch64") == {}
+    # portable: those caps; its exact square roots are numerics.py's, not an environment variable
+    assert isa_environment("portable", "x86_64") == isa_environment("avx2_mkl_compatible", "x86_64")
     with pytest.raises(PipelineError, match="cpu_isa"):
         isa_environment("avx9", "x86_64")
 
@@ -112,6 +114,23 @@ def test_the_platform_key_changes_with_the_caps():
     assert compatible["bit_identity_key"] != record.platform_info("avx2")["bit_identity_key"]
     if platform.machine().lower() in ("x86_64", "amd64"):
         assert compatible["isa_caps"]["MKL_CBWR"] == "COMPATIBLE" and "|mkl=COMPATIBLE|" in compatible["bit_identity_key"]
+
+
+def test_the_portable_key_names_no_cpu_model_and_other_keys_do(monkeypatch):
+    """cpu_isa: portable claims the same bits on every x86-64 CPU with AVX2: an Intel and an AMD CPU share its
+    key; under avx2 they do not; a CPU without AVX2 (below the cap) never shares it."""
+    def key(cpu_isa, model, flags=("avx2", "fma")):
+        monkeypatch.setattr(record, "cpu_description",
+                            lambda: {"model": model, "machine": "x86_64", "isa_flags": list(flags)})
+        monkeypatch.setattr(record, "isa_environment", lambda isa: dict(record.ISA_ENVIRONMENT[isa]))
+        return record.platform_info(cpu_isa)["bit_identity_key"]
+
+    intel, amd = "Intel(R) Xeon(R) Processor", "AMD EPYC"
+    assert key("portable", intel) == key("portable", amd) and intel not in key("portable", intel)
+    assert key("portable", intel).startswith("portable|x86_64|aten=avx2|onednn=AVX2|mkl=COMPATIBLE|")
+    assert key("avx2", intel) != key("avx2", amd)
+    assert key("avx2_mkl_compatible", intel) != key("avx2_mkl_compatible", amd)
+    assert key("portable", amd, flags=("sse4_2",)) != key("portable", amd)
 
 
 def test_single_cells_are_counted_not_held_to_a_tolerance(workspace):

@@ -72,16 +72,20 @@ def cmd_generic_pool(args: argparse.Namespace) -> None:
 
 def cmd_base_model(args: argparse.Namespace) -> None:
     from .base_model import build_base
+    from .numerics import job_numerics
 
     cfg = _config(args)
-    build_base(cfg, Path("data") / cfg["profile"], args.out)
+    with job_numerics(cfg):  # pre-trains when model.base is pretrain
+        build_base(cfg, Path("data") / cfg["profile"], args.out)
 
 
 def cmd_pretrain_base(args: argparse.Namespace) -> None:
     from .base_model import pretrain_base
+    from .numerics import job_numerics
 
     cfg = _config(args)
-    report = pretrain_base(cfg, args.data or Path("data") / cfg["profile"], args.out)
+    with job_numerics(cfg):
+        report = pretrain_base(cfg, args.data or Path("data") / cfg["profile"], args.out)
     log.info("pre-trained base written to %s (U-Net loss %.4f -> %.4f)", args.out,
              report["unet_loss_first50"], report["unet_loss_last50"])
     if args.compare:
@@ -98,11 +102,13 @@ def cmd_evaluator(args: argparse.Namespace) -> None:
     from .config import benchmark_config
     from .evaluator import train_evaluator
     from .metrics.suite import pretrained_evaluator
+    from .numerics import job_numerics
 
     cfg = _config(args)
     bench = benchmark_config(cfg, args.benchmark)
     if bench["data"]["source"].startswith("synthetic_"):
-        train_evaluator(cfg, bench, args.tasks / "tasks.json", args.out, base=args.base)
+        with job_numerics(cfg):
+            train_evaluator(cfg, bench, args.tasks / "tasks.json", args.out, base=args.base)
     else:
         pretrained_evaluator(cfg, args.benchmark, args.out)
 
@@ -139,23 +145,27 @@ def _check_chain(cfg: dict, args: argparse.Namespace) -> None:
 
 def cmd_train_task(args: argparse.Namespace) -> None:
     from .chain import copy_task, run_task
+    from .numerics import job_numerics
 
     cfg = _config(args)
     _check_chain(cfg, args)
     if args.same_as is not None:
         copy_task(cfg, args.benchmark, args.method, args.seed, args.task, args.base, args.runs, args.same_as)
         return
-    run_task(cfg, args.benchmark, args.method, args.seed, args.task, Path("data") / cfg["profile"], args.base,
-             args.runs, args.checkpoints)
+    with job_numerics(cfg):
+        run_task(cfg, args.benchmark, args.method, args.seed, args.task, Path("data") / cfg["profile"], args.base,
+                 args.runs, args.checkpoints)
 
 
 def cmd_evaluate_task(args: argparse.Namespace) -> None:
     from .evaluate import evaluate_task
+    from .numerics import job_numerics
 
     cfg = _config(args)
     _check_chain(cfg, args)
-    evaluate_task(cfg, args.benchmark, args.method, args.seed, args.task, args.base, args.runs, args.evaluator,
-                  args.out, Path("data") / cfg["profile"])
+    with job_numerics(cfg):
+        evaluate_task(cfg, args.benchmark, args.method, args.seed, args.task, args.base, args.runs, args.evaluator,
+                      args.out, Path("data") / cfg["profile"])
 
 
 def cmd_export(args: argparse.Namespace) -> None:

@@ -116,6 +116,11 @@ def bit_identity_key(info: dict) -> str:
         isa = "below-cap"  # a CPU without AVX2 cannot run the capped code path
     onednn_isa = caps.get("ONEDNN_MAX_CPU_ISA") or "+".join(info["cpu"]["isa_flags"])
     mkl_path = caps.get("MKL_CBWR") or "+".join(info["cpu"]["isa_flags"])
+    if info.get("cpu_isa") == "portable" and isa == "avx2":
+        # cpu_isa: portable leaves no vendor- or model-dependent step on the pipeline's path (MKL's COMPATIBLE
+        # branch, exact square roots: numerics.py, benchmarks/results/cross_vendor.md): any x86-64 CPU with AVX2
+        return (f"portable|{info['cpu']['machine']}|aten={isa}|onednn={onednn_isa}|mkl={mkl_path}"
+                f"|torch={info['torch']}|mkl_version={info['mkl']}|onednn_version={info['onednn']}")
     # The CPU model is part of the key: under the same caps an AMD EPYC and an Intel Xeon gave different bits
     # from the evaluator on (benchmarks/results/record_check_epyc_vs_xeon.txt), so equal caps are not enough.
     # A VM may show a generic model name ("Intel(R) Xeon(R) Processor") for different CPUs: the ISA flags too.

@@ -52,9 +52,18 @@ def test_the_op_table_flags_each_op_on_its_own(emulated):
     assert "| avx2 | sqrt | **NO** | yes |" in text
 
 
+def test_the_table_names_the_job_compared(emulated):
+    runs = [{**run, "mkl_branch": "COMPATIBLE"} for run in _runs(emulated, "portable", "p", "p", "p")]
+    result = {"host": {"vendor": "AuthenticAMD", "cpu": "AMD EPYC"}, "steps": 2, "job": "evaluate",
+              "verdicts": emulated.verdicts(runs, "AuthenticAMD")}
+    text = emulated.table(runs, result)
+    assert "an evaluate job of faces/clora task 1" in text and "| portable | `p` COMPATIBLE |" in text and text.endswith("| yes | yes |")
+
+
 def test_op_fingerprints_are_deterministic_and_cover_the_optimizers():
     fingerprint = _load("op_fingerprint")
     first, second = fingerprint.fingerprints(), fingerprint.fingerprints()
     assert first == second
-    assert {"AdamW fused (3 steps)", "AdamW foreach, torch's default (3 steps)", "sqrt (float32)"} <= set(first)
+    assert {"AdamW fused (3 steps)", "AdamW foreach, torch's default (3 steps)", "sqrt (float32)",
+            "AdamW foreach under exact_sqrt (3 steps)"} <= set(first)
     assert all(len(v) == 16 for v in first.values())
