@@ -1,4 +1,4 @@
-"""A job's numerics: its thread count and, under ``cpu_isa: portable``, square roots that every CPU rounds alike.
+"""Square roots that every CPU rounds alike, for the jobs of ``cpu_isa: portable``.
 
 torch takes the square root of a float CPU tensor with MKL's vector math. On AMD CPUs (and on Intel CPUs
 under ``MKL_CBWR=COMPATIBLE``) that kernel starts from the approximate ``rsqrtps`` instruction, whose bits
