@@ -133,6 +133,26 @@ def test_the_portable_key_names_no_cpu_model_and_other_keys_do(monkeypatch):
     assert key("portable", amd, flags=("sse4_2",)) != key("portable", amd)
 
 
+def test_capped_keys_ignore_the_flags_above_the_cap_and_native_keys_do_not(monkeypatch):
+    """Under the AVX2 caps no library runs AVX-512 / AMX code: a CPU with AVX-512 shares the key of one without
+    it (of the same model name: measured on two AMD EPYC generations); uncapped, each runs its own kernels."""
+    def key(cpu_isa, model, flags):
+        monkeypatch.setattr(record, "cpu_description",
+                            lambda: {"model": model, "machine": "x86_64", "isa_flags": list(flags)})
+        monkeypatch.setattr(record, "isa_environment", lambda isa: dict(record.ISA_ENVIRONMENT.get(isa, {})))
+        return record.platform_info(cpu_isa)["bit_identity_key"]
+
+    zen3 = ("sse4_2", "avx", "avx2", "fma")
+    zen4 = zen3 + ("avx512f", "avx512_bf16", "avx512_vnni")
+    for cpu_isa in ("avx2", "avx2_mkl_compatible"):
+        assert key(cpu_isa, "AMD EPYC", zen4) == key(cpu_isa, "AMD EPYC", zen3)
+        assert "avx512" not in key(cpu_isa, "AMD EPYC", zen4)
+        assert key(cpu_isa, "AMD EPYC", zen4) != key(cpu_isa, "Intel(R) Xeon(R) Processor", zen4)
+        assert key(cpu_isa, "AMD EPYC", ("sse4_2", "avx")) != key(cpu_isa, "AMD EPYC", zen3)   # below the cap
+    assert key("native", "AMD EPYC", zen4) != key("native", "AMD EPYC", zen3)
+    assert "avx512f" in key("native", "AMD EPYC", zen4)
+
+
 def test_single_cells_are_counted_not_held_to_a_tolerance(workspace):
     tmp, _ = workspace
     rec = json.loads(record.record_path("tiny").read_text())

@@ -44,6 +44,7 @@ from .pipeline import STAGES
 RECORD_DIR = Path("reports/record")
 ISA_CAPS = tuple(ISA_ENVIRONMENT["avx2"])  # the variables cpu_isa sets (config.ISA_ENVIRONMENT)
 CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
+CAPPED_FLAGS = ("sse4_2", "avx", "avx2", "fma")  # the flags the AVX2-capped kernels can use
 SUMMARY_STATS = ("plasticity", "plasticity_min", "final", "forgetting", "early_just_learned", "early_final")
 
 # Absolute tolerances of a rerun's summary numbers on another platform, by metric key: about three times
@@ -123,8 +124,13 @@ def bit_identity_key(info: dict) -> str:
                 f"|torch={info['torch']}|mkl_version={info['mkl']}|onednn_version={info['onednn']}")
     # The CPU model is part of the key: under the same caps an AMD EPYC and an Intel Xeon gave different bits
     # from the evaluator on (benchmarks/results/record_check_epyc_vs_xeon.txt), so equal caps are not enough.
-    # A VM may show a generic model name ("Intel(R) Xeon(R) Processor") for different CPUs: the ISA flags too.
-    return (f"{info['cpu']['model']}|{info['cpu']['machine']}|{'+'.join(info['cpu']['isa_flags'])}|aten={isa}"
+    # A VM may show a generic model name ("Intel(R) Xeon(R) Processor") for different CPUs: the ISA flags too,
+    # up to the cap: under the caps no library runs AVX-512 or AMX code, and an AMD EPYC with AVX-512 (Zen 4)
+    # gave the bits of one without it (benchmarks/results/cross_isa_tiny_epyc_zen4.json, a full `make run`).
+    flags = info["cpu"]["isa_flags"]
+    if caps.get("ATEN_CPU_CAPABILITY") and caps.get("ONEDNN_MAX_CPU_ISA"):
+        flags = [f for f in flags if f in CAPPED_FLAGS]
+    return (f"{info['cpu']['model']}|{info['cpu']['machine']}|{'+'.join(flags)}|aten={isa}"
             f"|onednn={onednn_isa}|mkl={mkl_path}|torch={info['torch']}|mkl_version={info['mkl']}"
             f"|onednn_version={info['onednn']}")
 
