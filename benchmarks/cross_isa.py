@@ -178,7 +178,9 @@ def main() -> None:
                                             or entry["runs"][0]["samples_sha256"] != native["samples_sha256"])
     import torch
 
-    platform = {"cpu": cpu_description()["model"], "isa_flags": cpu_description()["isa_flags"],
+    cpu = cpu_description()
+    platform = {"cpu": cpu["model"], "isa_flags": cpu["isa_flags"],
+                **{k: cpu[k] for k in ("vendor", "family", "model_number", "stepping") if k in cpu},
                 "torch": torch.__version__, "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
                                                                       capture_output=True, text=True).stdout.strip()}
     args.out.parent.mkdir(parents=True, exist_ok=True)

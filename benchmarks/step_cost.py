@@ -113,6 +113,9 @@ def main() -> None:
     p.add_argument("--compile-worker", type=int, help=argparse.SUPPRESS)  # one compiled-vs-eager process: its batch
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
+    if args.worker is None and args.compile_worker is None and len(set(args.batches)) < 2:
+        p.error(f"--batches {' '.join(map(str, args.batches))}: the cost model (fixed + per sample x batch) "
+                "needs at least two distinct batch sizes")
 
     torch.set_num_threads(1)
     cfg = cfg_module.load([REPO / "params.yaml"])

@@ -2,6 +2,7 @@
 
 import json
 import platform
+from pathlib import Path
 
 import pytest
 import yaml
@@ -116,15 +117,21 @@ def test_the_platform_key_changes_with_the_caps():
         assert compatible["isa_caps"]["MKL_CBWR"] == "COMPATIBLE" and "|mkl=COMPATIBLE|" in compatible["bit_identity_key"]
 
 
-def test_the_portable_key_names_no_cpu_model_and_other_keys_do(monkeypatch):
+@pytest.fixture
+def key(monkeypatch):
+    """key(cpu_isa, model, flags, **generation): the bit-identity key of an x86-64 CPU of that model name, ISA
+    flags and generation (family, model_number, stepping) under that cpu_isa, on any host."""
+    def make(cpu_isa, model, flags=("avx2", "fma"), **generation):
+        monkeypatch.setattr(record, "cpu_description",
+                            lambda: {"model": model, "machine": "x86_64", "isa_flags": list(flags), **generation})
+        monkeypatch.setattr(record, "isa_environment", lambda isa: dict(record.ISA_ENVIRONMENT.get(isa, {})))
+        return record.platform_info(cpu_isa)["bit_identity_key"]
+    return make
+
+
+def test_the_portable_key_names_no_cpu_model_and_other_keys_do(key):
     """cpu_isa: portable claims the same bits on every x86-64 CPU with AVX2: an Intel and an AMD CPU share its
     key; under avx2 they do not; a CPU without AVX2 (below the cap) never shares it."""
-    def key(cpu_isa, model, flags=("avx2", "fma")):
-        monkeypatch.setattr(record, "cpu_description",
-                            lambda: {"model": model, "machine": "x86_64", "isa_flags": list(flags)})
-        monkeypatch.setattr(record, "isa_environment", lambda isa: dict(record.ISA_ENVIRONMENT[isa]))
-        return record.platform_info(cpu_isa)["bit_identity_key"]
-
     intel, amd = "Intel(R) Xeon(R) Processor", "AMD EPYC"
     assert key("portable", intel) == key("portable", amd) and intel not in key("portable", intel)
     assert key("portable", intel).startswith("portable|x86_64|aten=avx2|onednn=AVX2|mkl=COMPATIBLE|")
@@ -133,15 +140,9 @@ def test_the_portable_key_names_no_cpu_model_and_other_keys_do(monkeypatch):
     assert key("portable", amd, flags=("sse4_2",)) != key("portable", amd)
 
 
-def test_capped_keys_ignore_the_flags_above_the_cap_and_native_keys_do_not(monkeypatch):
+def test_capped_keys_ignore_the_flags_above_the_cap_and_native_keys_do_not(key):
     """Under the AVX2 caps no library runs AVX-512 / AMX code: a CPU with AVX-512 shares the key of one without
     it (of the same model name: measured on two AMD EPYC generations); uncapped, each runs its own kernels."""
-    def key(cpu_isa, model, flags):
-        monkeypatch.setattr(record, "cpu_description",
-                            lambda: {"model": model, "machine": "x86_64", "isa_flags": list(flags)})
-        monkeypatch.setattr(record, "isa_environment", lambda isa: dict(record.ISA_ENVIRONMENT.get(isa, {})))
-        return record.platform_info(cpu_isa)["bit_identity_key"]
-
     zen3 = ("sse4_2", "avx", "avx2", "fma")
     zen4 = zen3 + ("avx512f", "avx512_bf16", "avx512_vnni")
     for cpu_isa in ("avx2", "avx2_mkl_compatible"):
@@ -151,6 +152,33 @@ def test_capped_keys_ignore_the_flags_above_the_cap_and_native_keys_do_not(monke
         assert key(cpu_isa, "AMD EPYC", ("sse4_2", "avx")) != key(cpu_isa, "AMD EPYC", zen3)   # below the cap
     assert key("native", "AMD EPYC", zen4) != key("native", "AMD EPYC", zen3)
     assert "avx512f" in key("native", "AMD EPYC", zen4)
+
+
+def test_the_cpu_generation_is_described_but_not_in_the_key(key):
+    """family / model number / stepping name the generation behind a VM's generic model name (two EPYC
+    generations gave the same bits under the caps), so they are recorded, never part of the key."""
+    described = record.cpu_description()   # this host's, before `key` replaces the function
+    zen4 = ("sse4_2", "avx", "avx2", "fma", "avx512f")
+    assert key("avx2", "AMD EPYC", zen4, family="25", model_number="17", stepping="1") == \
+        key("avx2", "AMD EPYC", zen4, family="25", model_number="1", stepping="1")
+    assert set(described) >= {"model", "machine", "isa_flags"}
+    if Path("/proc/cpuinfo").exists() and platform.machine().lower() in ("x86_64", "amd64"):
+        text = Path("/proc/cpuinfo").read_text()
+        assert described["vendor"] in text and f"cpu family\t: {described['family']}" in text
+    assert record.cpu_generation({"vendor": "AuthenticAMD", "family": "25", "model_number": "17", "stepping": "1"}) \
+        == "AuthenticAMD family 25 model 17 stepping 1"
+    assert record.cpu_generation({"model": "AMD EPYC"}) is None   # a record written before it was described
+
+
+def test_the_check_names_both_cpu_generations(workspace, monkeypatch):
+    rec = json.loads(record.record_path("tiny").read_text())
+    rec["platform"]["cpu"] = {"model": "AMD EPYC", "machine": "x86_64", "isa_flags": ["avx2"]}   # an older record
+    record.record_path("tiny").write_text(json.dumps(rec))
+    monkeypatch.setattr(record, "cpu_description", lambda: {"model": "AMD EPYC", "machine": "x86_64",
+                        "isa_flags": ["avx2"], "vendor": "AuthenticAMD", "family": "25", "model_number": "17",
+                        "stepping": "1"})
+    text = record.check_text(record.check("tiny", "avx2"))
+    assert "  CPU generation: recorded not recorded, this AuthenticAMD family 25 model 17 stepping 1\n" in text
 
 
 def test_single_cells_are_counted_not_held_to_a_tolerance(workspace):

@@ -1,7 +1,7 @@
 """The record of the default run: what HEAD produces, on which platform, and a check of a rerun against it.
 
 ``reports/record/<profile>.json`` (committed) holds, from one full ``make run`` of the committed code:
-  platform   CPU model and ISA flags, the ISA caps the jobs ran under, torch / MKL / oneDNN / numpy /
+  platform   CPU model, generation and ISA flags, the ISA caps the jobs ran under, torch / MKL / oneDNN / numpy /
              Python versions (``platform_info``); results are bit-identical only where the
              ``bit_identity_key`` of two platforms is equal
   outputs    the md5 of every stage output, as ``dvc.lock`` records it
@@ -75,18 +75,33 @@ def _torch_build() -> dict:
 
 
 def cpu_description() -> dict:
-    """CPU model name and the ISA flags that decide which kernels torch, MKL and oneDNN pick."""
-    model, flags = platform.processor() or platform.machine(), set()
+    """CPU model name and the ISA flags that decide which kernels torch, MKL and oneDNN pick; also the vendor
+    and the generation (/proc/cpuinfo's family, model number and stepping), which a VM's generic model name
+    ("AMD EPYC", "Intel(R) Xeon(R) Processor") hides. Only the name and the flags enter ``bit_identity_key``."""
+    model, flags, generation = platform.processor() or platform.machine(), set(), {}
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
+        fields = {"vendor_id": "vendor", "cpu family": "family", "model": "model_number", "stepping": "stepping"}
         for line in cpuinfo.read_text().splitlines():
             key, _, value = line.partition(":")
-            if key.strip() == "model name":
+            key = key.strip()
+            if key == "model name":
                 model = value.strip()
-            elif key.strip() == "flags":
+            elif key in fields:
+                generation.setdefault(fields[key], value.strip())
+            elif key == "flags":
                 flags = set(value.split())
                 break
-    return {"model": model, "machine": platform.machine(), "isa_flags": [f for f in CPU_FLAGS if f in flags]}
+    return {"model": model, "machine": platform.machine(), "isa_flags": [f for f in CPU_FLAGS if f in flags],
+            **generation}
+
+
+def cpu_generation(cpu: dict) -> str | None:
+    """"AuthenticAMD family 25 model 17 stepping 1" from a ``cpu_description``; None where it has none."""
+    if "family" not in cpu:
+        return None
+    return (f"{cpu.get('vendor', '?')} family {cpu['family']} model {cpu.get('model_number', '?')} "
+            f"stepping {cpu.get('stepping', '?')}")
 
 
 def platform_info(cpu_isa: str) -> dict:
@@ -322,6 +337,8 @@ def check(profile: str, cpu_isa: str, lock_path: Path = Path("dvc.lock"), record
         "partial": partial,
         "recorded_platform": recorded["platform"]["bit_identity_key"],
         "current_platform": current_platform["bit_identity_key"],
+        "recorded_cpu": cpu_generation(recorded["platform"]["cpu"]),
+        "current_cpu": cpu_generation(current_platform["cpu"]),
         "first_difference": first,
         "files_compared": files["compared"],
         "files_not_rerun": files["not_rerun"],
@@ -349,6 +366,9 @@ def check_text(report: dict) -> str:
     lines = [f"record check ({report['mode']}, {scope}): {'OK' if report['ok'] else 'DIFFERS'}",
              f"  recorded platform: {report['recorded_platform']}",
              f"  this platform:     {report['current_platform']}"]
+    if report.get("current_cpu"):
+        lines.append(f"  CPU generation: recorded {report.get('recorded_cpu') or 'not recorded'}, "
+                     f"this {report['current_cpu']}")
     first = report["first_difference"]
     if first:
         where = f", first file {first['file']}: {first['file_difference']}" if "file" in first else ""

@@ -40,3 +40,11 @@ def test_compile_sentence_reports_both_caches_and_the_speedup(step_cost):
 def test_help_names_the_compile_option():
     result = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, check=True)
     assert "--compile" in result.stdout
+
+
+def test_one_batch_size_is_refused_before_any_timing():
+    """The fit needs two batch sizes: a single one fails at once with a one-line error naming the option."""
+    result = subprocess.run([sys.executable, str(SCRIPT), "--batches", "4", "4", "--out", "/nonexistent/x.json"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "--batches 4 4: the cost model" in result.stderr.strip().splitlines()[-1]
