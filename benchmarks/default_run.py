@@ -123,6 +123,22 @@ def read_marks(path: Path) -> dict[str, float]:
     return marks
 
 
+def benchmark_split(jobs: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """{benchmark: {stage: job-seconds}} from ``result["jobs"]``. A job belongs to a benchmark when a folder of its
+    name is that benchmark ("train/faces/clora/seed_0/task_01") or its last part names it ("prepare_data/pool_faces",
+    "report/export_faces_clora_seed_0"); the rest (base model, summary, figures, ...) is "shared"."""
+    benchmarks = {name.split("/")[1] for name in jobs.get("train", {}) if name.count("/") >= 1}
+    split: dict[str, dict[str, float]] = {}
+    for stage, named in jobs.items():
+        for name, seconds in named.items():
+            parts = name.split("/")
+            words = set(parts[1:-1]) | set(parts[-1].split("_")) if len(parts) > 1 else set()
+            owner = next((b for b in sorted(benchmarks) if b in words), "shared")
+            split.setdefault(owner, {}).setdefault(stage, 0.0)
+            split[owner][stage] += seconds
+    return dict(sorted(split.items(), key=lambda kv: (kv[0] == "shared", kv[0])))
+
+
 def markdown(result: dict) -> str:
     lines = [f"<!-- {result['command']} ({result['date']}) -->",
              f"# Default run (`make run`, profile {result['profile']}), fresh outputs, idle machine",
@@ -151,6 +167,19 @@ def markdown(result: dict) -> str:
             lines.append(f"| {name} | {train['job_seconds']:.0f} | {train['first_task_s']:.1f} | "
                          f"{train['last_task_s']:.1f} | {evaluate['job_seconds']:.0f} | {evaluate['first_task_s']:.1f} | "
                          f"{evaluate['last_task_s']:.1f} |")
+    by_benchmark = benchmark_split(result.get("jobs", {}))
+    if set(by_benchmark) - {"shared"}:
+        cores = int(result.get("cores", 2))
+        stages = list(result["stages"])
+        lines += ["", "## Job-seconds by benchmark", "",
+                  "| benchmark | " + " | ".join(stages) + f" | all | all / {cores} cores (min) |",
+                  "|---|" + "---|" * (len(stages) + 2)]
+        for owner, seconds in by_benchmark.items():
+            total_s = sum(seconds.values())
+            lines.append(f"| {owner} | " + " | ".join(f"{seconds.get(stage, 0.0):.0f}" for stage in stages)
+                         + f" | {total_s:.0f} | {total_s / cores / 60:.1f} |")
+        lines += ["", f"The last column is a floor: the job-seconds of that benchmark spread over {cores} cores "
+                  "without idle time (what a run of that benchmark alone could take at best)."]
     repeated = result.get("repeated_train_jobs")
     if repeated and repeated.get("record"):
         same = ", ".join(f"{a.split('/', 1)[1]} = {b.split('/')[2]}" for a, b in repeated["jobs"]) or "none"
@@ -168,7 +197,18 @@ def main() -> None:
     p.add_argument("--max-load", type=float, default=0.5, help="refuse to start above this 1-minute load average")
     p.add_argument("--force", action="store_true", help="start even on a busy machine (the figure is then not valid)")
     p.add_argument("--out", type=Path, required=True, help="JSON result; a .md table is written beside it")
+    p.add_argument("--render", action="store_true",
+                   help="run nothing: write the .md again from the JSON already at --out (after a change of the tables)")
     args = p.parse_args()
+    if args.render:
+        if not args.out.exists():
+            sys.exit(f"default_run.py: {args.out}: not found (--render re-renders a saved result)")
+        try:
+            saved = json.loads(args.out.read_text())
+        except json.JSONDecodeError as error:
+            sys.exit(f"default_run.py: {args.out}: not a JSON result ({error})")
+        args.out.with_suffix(".md").write_text(markdown(saved))
+        return
 
     load = os.getloadavg()[0]
     busy = busy_processes()
@@ -198,7 +238,8 @@ def main() -> None:
     result = {
         "command": f"python benchmarks/default_run.py {' '.join(sys.argv[1:])}",
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "profile": args.profile, "fresh": not args.keep, "returncode": rc, "load_before": load,
+        "profile": args.profile, "cores": int(args.cores), "fresh": not args.keep, "returncode": rc,
+        "load_before": load,
         "wall_s": wall,
         "pipeline_wall_s": marks.get("pipeline_done", 0) - marks.get("start", 0),
         "html_report_wall_s": marks.get("html_report_done", 0) - marks.get("pipeline_done", 0),

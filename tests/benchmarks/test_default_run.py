@@ -72,3 +72,50 @@ def test_markdown_shows_the_method_table_and_the_repeated_jobs(default_run):
     assert "| faces/clora | 42 | 20.0 | 22.0 | 0 | 0.0 | 0.0 |" in text
     assert "bit for bit in the record (`reports/record/tiny.json`): 1, 22 job-s " in text
     assert "faces/lora_sequential/seed_0/task_01 = clora" in text
+
+
+def test_benchmark_split_gives_each_job_to_the_benchmark_it_names(default_run):
+    jobs = {"prepare_data": {"prepare_data/pool_faces": 2.0, "prepare_data/tasks_landmarks": 1.0},
+            "base_model": {"base_model": 3.0},
+            "evaluator": {"evaluator/faces": 10.0},
+            "train": {"train/faces/clora/seed_0/task_01": 20.0, "train/landmarks/clora/seed_0/task_01": 9.0},
+            "evaluate": {"evaluate/faces/clora/seed_0/task_01": 4.0},
+            "report": {"report/export_faces_clora_seed_0": 0.5, "report/continual_summary": 1.5}}
+    assert default_run.benchmark_split(jobs) == {
+        "faces": {"prepare_data": 2.0, "evaluator": 10.0, "train": 20.0, "evaluate": 4.0, "report": 0.5},
+        "landmarks": {"prepare_data": 1.0, "train": 9.0},
+        "shared": {"base_model": 3.0, "report": 1.5}}
+
+
+def test_markdown_shows_each_benchmarks_job_seconds_and_their_floor_on_the_cores(default_run):
+    result = {"command": "python benchmarks/default_run.py", "date": "2026-12-01 00:00", "profile": "tiny",
+              "wall_s": 100.0, "pipeline_wall_s": 96.0, "html_report_wall_s": 4.0, "returncode": 0, "load_before": 0.1,
+              "platform": {"cpu": {"model": "cpu"}, "torch": "2"}, "cores": 2,
+              "stages": {"train": {"jobs": 2, "job_seconds": 360.0, "median_job_s": 240.0, "max_job_s": 240.0},
+                         "evaluate": {"jobs": 1, "job_seconds": 60.0, "median_job_s": 60.0, "max_job_s": 60.0}},
+              "jobs": {"train": {"train/faces/clora/seed_0/task_01": 240.0, "train/landmarks/clora/seed_0/task_01": 120.0},
+                       "evaluate": {"evaluate/faces/clora/seed_0/task_01": 60.0}}}
+    text = default_run.markdown(result)
+    assert "| benchmark | train | evaluate | all | all / 2 cores (min) |" in text
+    assert "| faces | 240 | 60 | 300 | 2.5 |" in text and "| landmarks | 120 | 0 | 120 | 1.0 |" in text
+
+
+def test_render_rewrites_the_table_from_a_saved_result_and_refuses_a_missing_one(tmp_path):
+    import subprocess
+    import sys
+
+    missing = subprocess.run([sys.executable, str(SCRIPT), "--render", "--out", str(tmp_path / "none.json")],
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1 and missing.stderr.strip() == f"default_run.py: {tmp_path / 'none.json'}: not found " \
+                                                                 "(--render re-renders a saved result)"
+    saved = tmp_path / "run.json"
+    saved.write_text(json.dumps({"command": "python benchmarks/default_run.py --out run.json", "date": "2026-12-01 00:00",
+                                 "profile": "tiny", "wall_s": 60.0, "pipeline_wall_s": 58.0, "html_report_wall_s": 2.0,
+                                 "returncode": 0, "load_before": 0.1, "platform": {"cpu": {"model": "cpu"}, "torch": "2"},
+                                 "stages": {"train": {"jobs": 1, "job_seconds": 120.0, "median_job_s": 120.0,
+                                                      "max_job_s": 120.0}},
+                                 "jobs": {"train": {"train/faces/clora/seed_0/task_01": 120.0}}}))
+    subprocess.run([sys.executable, str(SCRIPT), "--render", "--out", str(saved)], check=True, timeout=120)
+    text = (tmp_path / "run.md").read_text()
+    assert text.startswith("<!-- python benchmarks/default_run.py --out run.json (2026-12-01 00:00) -->")
+    assert "| faces | 120 | 120 | 1.0 |" in text
