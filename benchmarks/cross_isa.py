@@ -118,7 +118,7 @@ def main() -> None:
         raise SystemExit(compare(args.compare))
     if args.out is None:
         p.error("--out is required (or --compare A.json B.json)")
-    from continual_diffusion.record import cpu_description
+    from continual_diffusion.record import CPU_GENERATION_FIELDS, cpu_description
 
     base_env = {k: v for k, v in os.environ.items() if k not in (*CAPS, "CDIFF_WARM", "CDIFF_OVERRIDES")}
     base_env.update(PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1",
@@ -180,7 +180,7 @@ def main() -> None:
 
     cpu = cpu_description()
     platform = {"cpu": cpu["model"], "isa_flags": cpu["isa_flags"],
-                **{k: cpu[k] for k in ("vendor", "family", "model_number", "stepping") if k in cpu},
+                **{k: cpu[k] for k in CPU_GENERATION_FIELDS.values() if k in cpu},
                 "torch": torch.__version__, "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
                                                                       capture_output=True, text=True).stdout.strip()}
     args.out.parent.mkdir(parents=True, exist_ok=True)

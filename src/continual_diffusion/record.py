@@ -45,6 +45,8 @@ RECORD_DIR = Path("reports/record")
 ISA_CAPS = tuple(ISA_ENVIRONMENT["avx2"])  # the variables cpu_isa sets (config.ISA_ENVIRONMENT)
 CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
 CAPPED_FLAGS = ("sse4_2", "avx", "avx2", "fma")  # the flags the AVX2-capped kernels can use
+# /proc/cpuinfo fields naming the CPU's generation -> their keys in cpu_description (never in the key)
+CPU_GENERATION_FIELDS = {"vendor_id": "vendor", "cpu family": "family", "model": "model_number", "stepping": "stepping"}
 SUMMARY_STATS = ("plasticity", "plasticity_min", "final", "forgetting", "early_just_learned", "early_final")
 
 # Absolute tolerances of a rerun's summary numbers on another platform, by metric key: about three times
@@ -81,14 +83,13 @@ def cpu_description() -> dict:
     model, flags, generation = platform.processor() or platform.machine(), set(), {}
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
-        fields = {"vendor_id": "vendor", "cpu family": "family", "model": "model_number", "stepping": "stepping"}
         for line in cpuinfo.read_text().splitlines():
             key, _, value = line.partition(":")
             key = key.strip()
             if key == "model name":
                 model = value.strip()
-            elif key in fields:
-                generation.setdefault(fields[key], value.strip())
+            elif key in CPU_GENERATION_FIELDS:
+                generation.setdefault(CPU_GENERATION_FIELDS[key], value.strip())
             elif key == "flags":
                 flags = set(value.split())
                 break
