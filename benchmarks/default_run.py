@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from continual_diffusion.config import load as load_config  # noqa: E402
-from continual_diffusion.record import platform_info  # noqa: E402
+from continual_diffusion.record import cpu_generation, platform_info  # noqa: E402
 
 STAGE_OF_FOLDER = {"prepare_data": "prepare_data", "base_model": "base_model", "evaluator": "evaluator",
                    "train": "train", "evaluate": "evaluate", "report": "report"}
@@ -139,6 +139,18 @@ def benchmark_split(jobs: dict[str, dict[str, float]]) -> dict[str, dict[str, fl
     return dict(sorted(split.items(), key=lambda kv: (kv[0] == "shared", kv[0])))
 
 
+def platform_sentence(platform: dict) -> str:
+    """The machine a run was timed on, from the run's own record (never from the machine that renders it):
+    CPU model, generation and ISA flags, CPU count, torch and the ISA caps the jobs ran under. Timings
+    compare only within one such platform (README "How long it takes")."""
+    cpu = platform["cpu"]
+    generation = cpu_generation(cpu) or "generation not recorded"
+    flags = " ".join(cpu.get("isa_flags", [])) or "none recorded"
+    cpus = f", {platform['cpu_count']} CPUs" if "cpu_count" in platform else ""
+    return (f"Platform: {cpu['model']} ({generation}; ISA flags {flags}){cpus}, torch {platform['torch']}, "
+            f"cpu_isa {platform.get('cpu_isa', '?')}.")
+
+
 def markdown(result: dict) -> str:
     lines = [f"<!-- {result['command']} ({result['date']}) -->",
              f"# Default run (`make run`, profile {result['profile']}), fresh outputs, idle machine",
@@ -146,7 +158,7 @@ def markdown(result: dict) -> str:
              f"Wall time: **{result['wall_s']:.0f} s** ({result['wall_s'] / 60:.1f} min): pipeline "
              f"{result['pipeline_wall_s']:.0f} s, HTML report {result['html_report_wall_s']:.0f} s; exit status "
              f"{result['returncode']}. Load average before the start: {result['load_before']:.2f}.",
-             f"Platform: {result['platform']['cpu']['model']}, {os.cpu_count()} cores, torch {result['platform']['torch']}.",
+             platform_sentence(result["platform"]),
              "",
              "| stage | jobs | job seconds | share | median job (s) | max job (s) |",
              "|---|---|---|---|---|---|"]
@@ -247,7 +259,7 @@ def main() -> None:
         "method_split": method_split(times),
         "repeated_train_jobs": repeated_train_jobs(Path(f"reports/record/{args.profile}.json"), times),
         "jobs": {stage: dict(jobs) for stage, jobs in times.items()},
-        "platform": platform_info(load_config([Path("params.yaml")])["cpu_isa"]),
+        "platform": {**platform_info(load_config([Path("params.yaml")])["cpu_isa"]), "cpu_count": os.cpu_count()},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 from continual_diffusion import config as cfg_module  # noqa: E402
 from continual_diffusion.models.tiny import build_components, latent_size  # noqa: E402
-from continual_diffusion.record import cpu_description  # noqa: E402
+from continual_diffusion.record import cpu_description, cpu_generation  # noqa: E402
 
 TOKENIZER = REPO / "embedded" / "tiny_base" / "tokenizer"  # the committed miniature's tokenizer
 
@@ -174,6 +174,7 @@ def main() -> None:
         }
     record = {"command": "python benchmarks/step_cost.py " + " ".join(sys.argv[1:]),
               "date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_description()["model"],
+              "cpu_generation": cpu_generation(cpu_description()),
               "torch": torch.__version__,
               "isa_caps": {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR")
                            if k in os.environ}, "threads": 1, "steps": args.steps, "rounds": args.rounds,
@@ -199,7 +200,7 @@ def main() -> None:
 def markdown(r: dict) -> str:
     """The record as the table of benchmarks/results/step_cost_tiny.md."""
     lines = [f"<!-- {r['command']} ({r['date']}) -->", "# Cost of one training step of the miniature (CPU, one thread)", "",
-             f"{r['cpu']}, torch {r['torch']}, ISA caps {r.get('isa_caps') or 'none'}, {r['threads']} thread, {r['steps']} steps x {r['rounds']} rounds per batch "
+             f"{r['cpu']}{' (' + r['cpu_generation'] + ')' if r.get('cpu_generation') else ''}, torch {r['torch']}, ISA caps {r.get('isa_caps') or 'none'}, {r['threads']} thread, {r['steps']} steps x {r['rounds']} rounds per batch "
              "size (interleaved), idle machine. A step: text encoder, U-Net forward on `batch` noisy latents, backward "
              "to the cross-attention K/V weights and the token row, AdamW. Median (min-max) over rounds.", ""]
     batches = list(next(iter(r["results"].values()))["ms_per_step"])

@@ -119,3 +119,15 @@ def test_render_rewrites_the_table_from_a_saved_result_and_refuses_a_missing_one
     text = (tmp_path / "run.md").read_text()
     assert text.startswith("<!-- python benchmarks/default_run.py --out run.json (2026-12-01 00:00) -->")
     assert "| faces | 120 | 120 | 1.0 |" in text
+
+
+def test_the_platform_line_comes_from_the_saved_run_not_from_the_rendering_machine(default_run):
+    zen4 = {"cpu": {"model": "AMD EPYC", "isa_flags": ["avx2", "avx512f"], "vendor": "AuthenticAMD", "family": "25",
+                    "model_number": "17", "stepping": "1"}, "torch": "2.14", "cpu_isa": "avx2", "cpu_count": 2}
+    assert default_run.platform_sentence(zen4) == (
+        "Platform: AMD EPYC (AuthenticAMD family 25 model 17 stepping 1; ISA flags avx2 avx512f), 2 CPUs, "
+        "torch 2.14, cpu_isa avx2.")
+    # a record from before the generation fields and the CPU count: says so, and does not print this machine's count
+    old = {"cpu": {"model": "AMD EPYC", "isa_flags": ["avx2"]}, "torch": "2.14", "cpu_isa": "avx2"}
+    assert default_run.platform_sentence(old) == (
+        "Platform: AMD EPYC (generation not recorded; ISA flags avx2), torch 2.14, cpu_isa avx2.")

@@ -48,3 +48,14 @@ def test_one_batch_size_is_refused_before_any_timing():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "--batches 4 4: the cost model" in result.stderr.strip().splitlines()[-1]
+
+
+def test_the_table_names_the_cpu_generation_where_the_record_has_it(step_cost):
+    import json
+
+    record = json.loads((SCRIPT.parent / "results" / "step_cost_tiny.json").read_text())
+    record.pop("cpu_generation", None)
+    assert step_cost.markdown(record).splitlines()[3].startswith(f"{record['cpu']}, torch ")
+    record["cpu_generation"] = "AuthenticAMD family 25 model 17 stepping 1"
+    assert step_cost.markdown(record).splitlines()[3].startswith(
+        f"{record['cpu']} (AuthenticAMD family 25 model 17 stepping 1), torch ")
