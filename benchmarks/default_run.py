@@ -25,9 +25,11 @@ import argparse
 import csv
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -139,6 +141,82 @@ def benchmark_split(jobs: dict[str, dict[str, float]]) -> dict[str, dict[str, fl
     return dict(sorted(split.items(), key=lambda kv: (kv[0] == "shared", kv[0])))
 
 
+ORCHESTRATORS = {"snakemake": "snakemake", "warm-serve": "warm_server"}  # a cmdline word -> the CPU it is booked to
+
+
+def process_cpu_seconds(stat: str, ticks_per_s: float) -> float:
+    """User + system CPU seconds of one process itself (its children not included) from /proc/<pid>/stat:
+    fields 14 and 15 (utime, stime), counted after the parenthesised command name, which may hold spaces."""
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / ticks_per_s
+
+
+def parent_pid(stat: str) -> str:
+    """The parent's pid in /proc/<pid>/stat (field 4)."""
+    return stat[stat.rindex(")") + 2:].split()[1]
+
+
+def orchestrator_of(cmdline: bytes) -> str | None:
+    """Which orchestrating process a /proc/<pid>/cmdline is: the Snakemake process (not its jobs, which run
+    ``python -m continual_diffusion``) or the warm worker's server; None for anything else."""
+    words = [Path(w).name for w in cmdline.decode(errors="replace").split("\0")[:4] if w]
+    if "continual_diffusion" in words and "warm-serve" in words:
+        return ORCHESTRATORS["warm-serve"]
+    if "continual_diffusion" not in words and "snakemake" in words:
+        return ORCHESTRATORS["snakemake"]
+    return None
+
+
+class OrchestrationSampler(threading.Thread):
+    """Samples, once a second, the CPU the Snakemake process and the warm server spend themselves (scheduling,
+    DAG updates, output checks; the server's forks are jobs and not counted): the time that is neither a job
+    nor idle. The last reading of each process before it exits is kept, so a short run may miss up to a second."""
+
+    def __init__(self, interval_s: float = 1.0):
+        super().__init__(daemon=True)
+        self.interval_s, self.seen, self._stop_event = interval_s, {}, threading.Event()
+        self.ticks = os.sysconf("SC_CLK_TCK")
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval_s):
+            self.sample()
+
+    def sample(self) -> None:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                role = orchestrator_of((entry / "cmdline").read_bytes())
+                if not role:
+                    continue
+                stat = (entry / "stat").read_text()
+                parent = Path("/proc") / parent_pid(stat) / "cmdline"
+                if role == "warm_server" and orchestrator_of(parent.read_bytes()) == "warm_server":
+                    continue  # a fork of the server keeps its command line: a job, not the server
+                self.seen[int(entry.name)] = (role, process_cpu_seconds(stat, self.ticks))
+            except (OSError, ValueError, IndexError):
+                continue  # the process ended meanwhile
+
+    def stop(self) -> dict[str, float]:
+        self._stop_event.set()
+        self.join()
+        totals = {role: 0.0 for role in ORCHESTRATORS.values()}
+        for role, seconds in self.seen.values():
+            totals[role] += seconds
+        return {role: round(seconds, 1) for role, seconds in totals.items()}
+
+
+def cpu_sentence(result: dict) -> str | None:
+    """Where the CPU went besides the jobs, for runs that measured it."""
+    if "cpu_s" not in result:
+        return None
+    cores = int(result.get("cores", 2))
+    orchestration = result.get("orchestration_cpu_s", {})
+    return (f"CPU: {result['cpu_s']:.0f} s in all processes, {100 * result['cpu_s'] / (cores * result['wall_s']):.0f}% "
+            f"of {cores} cores over the wall time; Snakemake itself {orchestration.get('snakemake', 0):.0f} s, the warm "
+            f"server itself {orchestration.get('warm_server', 0):.0f} s.")
+
+
 def platform_sentence(platform: dict) -> str:
     """The machine a run was timed on, from the run's own record (never from the machine that renders it):
     CPU model, generation and ISA flags, CPU count, torch and the ISA caps the jobs ran under. Timings
@@ -159,6 +237,7 @@ def markdown(result: dict) -> str:
              f"{result['pipeline_wall_s']:.0f} s, HTML report {result['html_report_wall_s']:.0f} s; exit status "
              f"{result['returncode']}. Load average before the start: {result['load_before']:.2f}.",
              platform_sentence(result["platform"]),
+             *([cpu_sentence(result)] if cpu_sentence(result) else []),
              "",
              "| stage | jobs | job seconds | share | median job (s) | max job (s) |",
              "|---|---|---|---|---|---|"]
@@ -236,9 +315,14 @@ def main() -> None:
                 (trash / folder).parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(folder, trash / folder)
     command = f"make run CORES={args.cores}"
+    sampler = OrchestrationSampler()
+    sampler.start()
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     rc = subprocess.run(command.split(), env=dict(os.environ, CORES=args.cores)).returncode
     wall = time.perf_counter() - started
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    orchestration = sampler.stop()
     marks = read_marks(Path("logs/make-run.times"))
     stages = {}
     times = job_times(Path(f"logs/{args.profile}/benchmarks"))
@@ -253,6 +337,8 @@ def main() -> None:
         "profile": args.profile, "cores": int(args.cores), "fresh": not args.keep, "returncode": rc,
         "load_before": load,
         "wall_s": wall,
+        "cpu_s": (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime),
+        "orchestration_cpu_s": orchestration,
         "pipeline_wall_s": marks.get("pipeline_done", 0) - marks.get("start", 0),
         "html_report_wall_s": marks.get("html_report_done", 0) - marks.get("pipeline_done", 0),
         "stages": stages,

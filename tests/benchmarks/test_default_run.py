@@ -131,3 +131,26 @@ def test_the_platform_line_comes_from_the_saved_run_not_from_the_rendering_machi
     old = {"cpu": {"model": "AMD EPYC", "isa_flags": ["avx2"]}, "torch": "2.14", "cpu_isa": "avx2"}
     assert default_run.platform_sentence(old) == (
         "Platform: AMD EPYC (generation not recorded; ISA flags avx2), torch 2.14, cpu_isa avx2.")
+
+
+def test_the_orchestration_sampler_books_snakemake_and_the_warm_server_but_not_jobs(default_run):
+    stat = "4242 (python3 x) S 17 4242 4242 0 -1 4194560 1 0 0 0 250 50 7 9 20 0 1 0 1 1 1"
+    assert default_run.process_cpu_seconds(stat, 100) == 3.0  # utime 250 + stime 50 ticks, children's 7 + 9 not
+    assert default_run.parent_pid(stat) == "17"
+    argv = lambda *words: "\0".join(words).encode() + b"\0"  # noqa: E731
+    assert default_run.orchestrator_of(argv("/v/bin/python3", "/v/bin/snakemake", "--cores", "2")) == "snakemake"
+    assert default_run.orchestrator_of(argv("python", "-m", "continual_diffusion", "warm-serve", "--socket", "s")) \
+        == "warm_server"
+    assert default_run.orchestrator_of(argv("python", "-m", "continual_diffusion", "train-task")) is None
+    assert default_run.orchestrator_of(argv("/bin/bash", "-c", "set -e; python -m continual_diffusion x")) is None
+    # this test's own process is neither; a sampler started and stopped at once reports zeros for both roles
+    sampler = default_run.OrchestrationSampler(interval_s=0.01)
+    sampler.start()
+    assert set(sampler.stop()) == {"snakemake", "warm_server"}
+
+
+def test_the_cpu_line_shows_the_share_of_the_cores_and_is_left_out_for_older_runs(default_run):
+    result = {"wall_s": 100.0, "cores": 2, "cpu_s": 150.0, "orchestration_cpu_s": {"snakemake": 4.0, "warm_server": 1.0}}
+    assert default_run.cpu_sentence(result) == ("CPU: 150 s in all processes, 75% of 2 cores over the wall time; "
+                                                "Snakemake itself 4 s, the warm server itself 1 s.")
+    assert default_run.cpu_sentence({"wall_s": 100.0}) is None
