@@ -38,9 +38,11 @@ onstart:
 
 
 onsuccess:
+    end_rescheduling_timers()  # snakemake_timers.py: exit with the last job, not a timespan after it
     stop_warm_worker()
     record_in_dvc()
 
 
 onerror:
+    end_rescheduling_timers()
     stop_warm_worker()

@@ -183,6 +183,11 @@ def all_tasks(root_pattern):
     ]
 
 
+# Snakemake's rescheduling timers (snakemake_timers.py): cancelled by onsuccess / onerror (Snakefile), so a
+# run with the profile's 10-second job-rate timespan ends with its last job, not up to 10 s later.
+from continual_diffusion.snakemake_timers import end_rescheduling_timers  # noqa: E402
+
+
 # ----- warm worker (warm.py): one process imports torch / diffusers once and forks each heavy job
 # (train-task, evaluate-task, evaluator, export) instead of a fresh interpreter importing them again;
 # results are bit-identical either way. Local runs only (a cluster job runs elsewhere); off with
