@@ -220,7 +220,7 @@ def cpu_sentence(result: dict) -> str | None:
 def platform_sentence(platform: dict) -> str:
     """The machine a run was timed on, from the run's own record (never from the machine that renders it):
     CPU model, generation and ISA flags, CPU count, torch and the ISA caps the jobs ran under. Timings
-    compare only within one such platform (README "How long it takes")."""
+    compare only within one such platform (README, "Status")."""
     cpu = platform["cpu"]
     generation = cpu_generation(cpu) or "generation not recorded"
     flags = " ".join(cpu.get("isa_flags", [])) or "none recorded"
