@@ -144,16 +144,22 @@ def benchmark_split(jobs: dict[str, dict[str, float]]) -> dict[str, dict[str, fl
 ORCHESTRATORS = {"snakemake": "snakemake", "warm-serve": "warm_server"}  # a cmdline word -> the CPU it is booked to
 
 
+def _stat_fields(stat: str) -> list[str]:
+    """The fields of /proc/<pid>/stat from field 3 on: those after the parenthesised command name, which may
+    hold spaces."""
+    return stat[stat.rindex(")") + 2:].split()
+
+
 def process_cpu_seconds(stat: str, ticks_per_s: float) -> float:
     """User + system CPU seconds of one process itself (its children not included) from /proc/<pid>/stat:
-    fields 14 and 15 (utime, stime), counted after the parenthesised command name, which may hold spaces."""
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields 14 and 15 (utime, stime)."""
+    fields = _stat_fields(stat)
     return (int(fields[11]) + int(fields[12])) / ticks_per_s
 
 
 def parent_pid(stat: str) -> str:
     """The parent's pid in /proc/<pid>/stat (field 4)."""
-    return stat[stat.rindex(")") + 2:].split()[1]
+    return _stat_fields(stat)[1]
 
 
 def orchestrator_of(cmdline: bytes) -> str | None:
