@@ -131,3 +131,21 @@ def test_a_method_parameter_may_be_given_per_benchmark():
     assert config.method_params(merged, "faces", "clora")["rank"] == 2
     assert config.method_params(merged, "landmarks", "clora")["rank"] == config.method_params(
         config.load([REPO / "params.yaml"]), "landmarks", "clora")["rank"]
+
+
+def test_the_token_learning_rate_is_set_per_method_and_profile():
+    tiny = config.load([REPO / "params.yaml"])
+    assert {config.token_lr(tiny, "faces", m) for m in tiny["methods"]} == {tiny["train"]["token_lr"]}
+    paper = config.load([REPO / "params.yaml"], ["profile=paper_faces"])
+    # the paper's one rate per method: 5e-4 for the LoRA methods, 5e-6 for the others; TI its own
+    assert config.token_lr(paper, "faces", "clora") == config.method_params(paper, "faces", "clora")["lr"] == 5e-4
+    assert config.token_lr(paper, "faces", "custom_diffusion_ewc") == 5e-6
+    assert config.token_lr(paper, "faces", "textual_inversion") == 5e-3
+    assert config.chain_settings(paper, "faces", "dreambooth")["train"]["token_lr"] == 5e-6
+    own = config.load([REPO / "params.yaml"], ["methods.clora.token_lr=0.01"])
+    assert config.token_lr(own, "faces", "clora") == 0.01 and config.token_lr(own, "faces", "lora_sequential") == 0.05
+    no_lr = config.load([REPO / "params.yaml"], ["train.token_lr=method"])
+    with pytest.raises(PipelineError, match="methods.textual_inversion.token_lr"):
+        config.token_lr(no_lr, "faces", "textual_inversion")
+    with pytest.raises(PipelineError, match="train.token_lr"):
+        config.load([REPO / "params.yaml"], ["train.token_lr=fast"])

@@ -182,7 +182,9 @@ def load_base(folder: Path):
         from .models.stable_diffusion import load_stable_diffusion
 
         ref = json.loads(pointer.read_text())
-        return load_stable_diffusion(ref["model"], revision=ref["revision"], cache_dir=ref["cache_dir"])
-    pipe = StableDiffusionPipeline.from_pretrained(folder, dtype=torch.float32)
+        pipe = load_stable_diffusion(ref["model"], revision=ref["revision"], cache_dir=ref["cache_dir"],
+                                     dtype=torch.float32)
+    else:
+        pipe = StableDiffusionPipeline.from_pretrained(folder, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     return pipe

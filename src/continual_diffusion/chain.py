@@ -28,6 +28,7 @@ from .errors import PipelineError
 from .io_utils import atomic_directory, json_text
 from .methods import MethodEnv, make_method
 from .models.tokens import add_concept_token, concept_token, prompt_for, set_concept_token
+from .runtime import CPU_FP32, Runtime, prepare_device, resolve
 from .training import Model, TrainConfig, encode_latents, train_task
 
 log = logging.getLogger(__name__)
@@ -60,9 +61,14 @@ def load_task_images(task_folder: Path) -> torch.Tensor:
     return stacked.permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
-def build_model(base: Path) -> Model:
+def build_model(base: Path, runtime: Runtime = CPU_FP32) -> Model:
+    """The base model's components on ``runtime``'s device, every weight in fp32 (runtime.py)."""
     pipe = load_base(base)
-    return Model(pipe.tokenizer, pipe.text_encoder, pipe.vae, pipe.unet, pipe.scheduler)
+    if runtime.device.type != "cpu":
+        prepare_device(runtime)
+        for part in (pipe.text_encoder, pipe.vae, pipe.unet):
+            part.to(runtime.device)
+    return Model(pipe.tokenizer, pipe.text_encoder, pipe.vae, pipe.unet, pipe.scheduler, runtime)
 
 
 def restore_chain(model: Model, method, runs: Path, upto: int) -> list[int]:
@@ -86,9 +92,13 @@ def job_config(cfg: dict, benchmark: str, method_name: str, seed: int, task: int
     """The ``config.json`` of a task folder: the resolved configuration the job ran with."""
     settings = chain_settings(cfg, benchmark, method_name)
     base_manifest = json.loads((Path(base) / "base.json").read_text())
-    return {"benchmark": benchmark, "method": method_name, "method_params": settings["method"],
-            "seed": seed, "task": task, "prompt": prompt_for(concept_token(task)), "train": settings["train"],
-            "torch_threads": settings["torch_threads"], "profile": cfg["profile"], "base": base_manifest.get("source")}
+    config = {"benchmark": benchmark, "method": method_name, "method_params": settings["method"],
+              "seed": seed, "task": task, "prompt": prompt_for(concept_token(task)), "train": settings["train"],
+              "torch_threads": settings["torch_threads"], "profile": cfg["profile"], "base": base_manifest.get("source")}
+    runtime = resolve(cfg.get("runtime")).record()
+    if runtime is not None:  # the CPU in fp32 records nothing (runtime.py)
+        config["runtime"] = runtime
+    return config
 
 
 SHARED_FILES = (TASK_FILE, "log.json", "metrics.json")
@@ -132,7 +142,8 @@ def run_task(cfg: dict, benchmark: str, method_name: str, seed: int, task: int, 
     settings = chain_settings(cfg, benchmark, method_name)
     train = settings["train"]
     started = time.perf_counter()
-    model = build_model(base)
+    runtime = resolve(cfg.get("runtime"))
+    model = build_model(base, runtime)
     method = make_method(method_name, settings["method"])
     method.prepare(model, MethodEnv(benchmark=benchmark, data_root=Path(data_root), seed=seed))
     restore_chain(model, method, runs, task - 1)
@@ -140,18 +151,19 @@ def run_task(cfg: dict, benchmark: str, method_name: str, seed: int, task: int, 
     token_id = add_concept_token(model.tokenizer, model.text_encoder, token, token_generator(seed, task),
                                  init_norm=train["token_init_norm"])
     images = load_task_images(data_root / "tasks" / benchmark / f"task_{task:02d}")
-    latents = encode_latents(model.vae, images)
+    latents = encode_latents(model.vae, images, chunk=None if runtime.device.type == "cpu" else 8)
     tc = TrainConfig(steps=int(train["steps"]), batch_size=int(train["batch_size"]),
                      token_lr=float(train["token_lr"]), seed=seed, checkpoint_every=int(cfg["train"]["checkpoint_every"]))
     base_manifest = (Path(base) / "base.json").read_text()
     config = job_config(cfg, benchmark, method_name, seed, task, base)
-    fingerprint = {**config, "base_manifest_sha256": hashlib.sha256(base_manifest.encode()).hexdigest()}
+    fingerprint = {**config, "base_manifest_sha256": hashlib.sha256(base_manifest.encode()).hexdigest(),
+                   "runtime": {"device": runtime.device.type, "dtype": runtime.dtype}}
     workdir = checkpoints / f"task_{task:02d}"
     step_log = train_task(model, method, task, token_id, prompt_for(token), latents, tc, workdir,
                           fingerprint=fingerprint)
     state = method.end_task(task)
-    tensors = {f"method.{k}": v.contiguous() for k, v in state.items()}
-    tensors["token.row"] = model.text_encoder.get_input_embeddings().weight.detach()[token_id].clone()
+    tensors = {f"method.{k}": v.to("cpu").contiguous() for k, v in state.items()}
+    tensors["token.row"] = model.text_encoder.get_input_embeddings().weight.detach()[token_id].to("cpu", copy=True)
     metrics = {"task": task, "steps": tc.steps, "images": int(images.shape[0]),
                "final_loss_mean_last50": sum(e["diffusion"] for e in step_log[-50:]) / max(len(step_log[-50:]), 1)}
     metrics.update(method.task_metrics())

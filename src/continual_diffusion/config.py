@@ -2,7 +2,8 @@
 
 Resolution order (later wins):
   1. the params file(s), merged in order         (top-level sections = the default profile)
-  2. ``profiles.<profile>``, deep-merged on top   (``profile`` may itself be overridden)
+  2. ``profiles.<profile>``, deep-merged on top   (``profile`` may itself be overridden); likewise
+     ``resources.profiles.<profile>`` over ``resources`` (job_resources)
   3. overrides ``key.sub=value`` (YAML values), e.g. from ``snakemake --config`` or ``cdiff --set``
 The result is validated against ``workflow/schemas/params.schema.yaml``; every profile overlay is
 validated too, so a typo in any profile fails at once. Errors are one line naming the key.
@@ -119,6 +120,11 @@ def resolve(raw: Mapping, overrides: Mapping[str, Any] | None = None, source: st
     if profile not in profiles:
         raise PipelineError(f"{source}: profile: {profile!r} is not one of {', '.join(profiles)}")
     cfg = deep_merge(base, profiles[profile])
+    if isinstance(cfg.get("resources"), Mapping):  # before the overrides, so that --config resources.X wins
+        cfg["resources"] = profile_resources(cfg["resources"], profile, profiles, source)
+    if "profiles" in (nest(overrides).get("resources") or {}):
+        raise PipelineError("resources.profiles: not an override (already applied): override resources.<rule>.<key> "
+                            "(the active profile's value), e.g. resources.train_task.mem_mb=64000")
     cfg = deep_merge(cfg, nest(overrides))
     cfg["profile"] = profile
     cfg["profiles"] = copy.deepcopy(dict(profiles))
@@ -148,18 +154,38 @@ def chain_settings(cfg: Mapping, benchmark: str, method: str) -> dict:
     The training loop's settings with this benchmark's step count, the method's own parameters and
     the thread count. Not the other benchmarks' steps, the method list or ``checkpoint_every`` (a
     resumed task is bit-identical to an uninterrupted one): changing those reruns no chain. Snakemake
-    uses it as the train rule's params trigger, a task's checkpoint as its fingerprint.
+    uses it as the train rule's params trigger, a task's checkpoint as its fingerprint. ``runtime`` (the
+    device setting, not its resolution on a machine) is there when params has it.
     """
     train = cfg["train"]
     if method not in cfg["methods"]:
         raise PipelineError(f"methods.{method}: no parameters for this method")
-    return {
+    settings = {
         "train": {"steps": train["steps"][benchmark], "batch_size": train["batch_size"],
-                  "token_lr": train["token_lr"], "token_init_norm": train["token_init_norm"]},
+                  "token_lr": token_lr(cfg, benchmark, method), "token_init_norm": train["token_init_norm"]},
         "method": method_params(cfg, benchmark, method),
         "torch_threads": cfg["torch_threads"],
         "cpu_isa": cfg["cpu_isa"],
     }
+    if "runtime" in cfg:
+        settings["runtime"] = dict(cfg["runtime"])
+    return settings
+
+
+def token_lr(cfg: Mapping, benchmark: str, method: str) -> float:
+    """The concept token's learning rate in ``method``'s chains: ``methods.<method>.token_lr`` when given,
+    else ``train.token_lr``; the value ``method`` there means the method's own ``lr`` (the paper trains
+    everything of a method at one rate). A method with no ``lr`` of its own (Textual Inversion) needs a number."""
+    params = method_params(cfg, benchmark, method)
+    value = params.get("token_lr", cfg["train"]["token_lr"])
+    if value == "method":
+        if "lr" not in params:
+            raise PipelineError(f"methods.{method}.token_lr: train.token_lr is 'method' but {method} has no lr "
+                                "of its own: give it a token_lr")
+        value = params["lr"]
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+        raise PipelineError(f"methods.{method}.token_lr: a non-negative number or 'method', got {value!r}")
+    return value
 
 
 def method_params(cfg: Mapping, benchmark: str, method: str) -> dict:
@@ -186,7 +212,42 @@ def evaluation_settings(cfg: Mapping, benchmark: str) -> dict:
     ev["class_words"] = ev["class_words"][benchmark]
     ev["n_tasks"] = cfg["data"][benchmark]["n_tasks"]
     ev["cpu_isa"] = cfg["cpu_isa"]
+    if "runtime" in cfg:
+        ev["runtime"] = dict(cfg["runtime"])
     return ev
+
+
+# ----- what a job asks the scheduler for (``resources`` in params.yaml; workflow/rules/resources.smk)
+# Not part of any result: no DVC stage lists ``resources`` and no rule's params read it. Per-profile values
+# live in ``resources.profiles.<name>``, not in ``profiles.<name>``, which DVC stages track as params.
+RESOURCE_RULES = ("base_model", "identity_evaluator", "train_task", "evaluate_task", "export_diffusers")
+RESOURCE_KEYS = ("gpu", "mem_mb", "runtime")  # GPUs, host memory (MB), wall time (minutes)
+
+
+def profile_resources(resources: Mapping, profile: str, profiles: Mapping, source: str = "params.yaml") -> dict:
+    """``resources`` with ``resources.profiles.<profile>`` deep-merged over the rest (and ``profiles`` dropped)."""
+    per_profile = resources.get("profiles") or {}
+    unknown = [name for name in per_profile if name not in profiles]
+    if unknown:
+        raise PipelineError(f"{source}: resources.profiles.{unknown[0]}: no such profile ({', '.join(profiles)})")
+    base = {k: v for k, v in resources.items() if k != "profiles"}
+    return deep_merge(base, per_profile.get(profile) or {})
+
+
+def job_resources(cfg: Mapping, rule: str, method: str | None = None) -> dict:
+    """gpu / mem_mb / runtime of a job of ``rule`` (one of RESOURCE_RULES): ``resources.default``, then
+    ``resources.<rule>``, then, for a chain's job, ``resources.<rule>.methods.<method>``; {} without a
+    ``resources`` section."""
+    if rule not in RESOURCE_RULES:
+        raise PipelineError(f"resources: {rule!r} is not a model rule ({', '.join(RESOURCE_RULES)})")
+    resources = cfg.get("resources")
+    if not resources:
+        return {}
+    entry = resources.get(rule) or {}
+    values = {**(resources.get("default") or {}), **{k: v for k, v in entry.items() if k != "methods"}}
+    if method is not None:
+        values.update((entry.get("methods") or {}).get(method) or {})
+    return values
 
 
 ISA_ENVIRONMENT = {

@@ -36,6 +36,7 @@ from .io_utils import atomic_directory, json_text
 from .config import method_params
 from .methods import MethodEnv, make_method
 from .metrics.suite import MetricSuite
+from .runtime import resolve
 from .sampling import generate, grid
 from .task_images import concept_images
 
@@ -60,10 +61,11 @@ def evaluate_task(cfg: dict, benchmark: str, method_name: str, seed: int, task: 
     torch.set_num_threads(cfg["torch_threads"])
     ev = cfg["evaluation"]
     started = time.perf_counter()
-    suite = MetricSuite(cfg, benchmark, evaluator)
+    runtime = resolve(cfg.get("runtime"))
+    suite = MetricSuite(cfg, benchmark, evaluator, device=runtime.device)
     if suite.classes and task > len(suite.classes) - 1:
         raise PipelineError(f"{evaluator}: evaluator knows {len(suite.classes) - 1} concepts, task {task} asked")
-    model = build_model(base)
+    model = build_model(base, runtime)
     method = make_method(method_name, method_params(cfg, benchmark, method_name))
     method.prepare(model, MethodEnv(benchmark=benchmark, data_root=Path(data_root), seed=seed))
     restore_chain(model, method, runs, task)
@@ -86,6 +88,8 @@ def evaluate_task(cfg: dict, benchmark: str, method_name: str, seed: int, task: 
         "evaluator_heldout_accuracy_vae_roundtrip": suite.manifest.get("heldout_accuracy_vae_roundtrip"),
         "concepts": scores,
     }
+    if runtime.record() is not None:  # the CPU in fp32 records nothing (runtime.py)
+        result["runtime"] = runtime.record()
     last = task == n_tasks
     with atomic_directory(out) as tmp:
         Image.fromarray(grid([samples[i] for i in concepts])).save(tmp / "samples.png")

@@ -30,6 +30,7 @@ from .io_utils import atomic_directory, json_text
 from .methods.base import TaskContext
 from .models.tokens import TokenRowTrainer
 from .progress import progress_bar
+from .runtime import CPU_FP32, Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class Model:
     vae: torch.nn.Module
     unet: torch.nn.Module
     scheduler: object
+    runtime: Runtime = CPU_FP32  # device and precision (runtime.py); the components are on its device
 
 
 @dataclass
@@ -54,10 +56,16 @@ class TrainConfig:
     checkpoint_every: int
 
 
-def encode_latents(vae, images: torch.Tensor) -> torch.Tensor:
-    """images in [-1, 1], N x 3 x H x W -> latents (posterior mean x scaling factor), no grad."""
+def encode_latents(vae, images: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+    """images in [-1, 1], N x 3 x H x W -> latents (posterior mean x scaling factor) on the VAE's device,
+    no grad, in fp32 (never under autocast). ``chunk``: images per VAE call (None: all in one call, the
+    CPU path; the GPU path encodes 512-px images 8 at a time to bound activation memory)."""
+    device = next(vae.parameters()).device
     with torch.no_grad():
-        return vae.encode(images).latent_dist.mean * vae.config.scaling_factor
+        if chunk is None:
+            return vae.encode(images.to(device)).latent_dist.mean * vae.config.scaling_factor
+        parts = [vae.encode(images[i:i + chunk].to(device)).latent_dist.mean for i in range(0, images.shape[0], chunk)]
+        return torch.cat(parts) * vae.config.scaling_factor
 
 
 def prompt_ids(tokenizer, prompts: list[str]) -> torch.Tensor:
@@ -68,12 +76,19 @@ def prompt_ids(tokenizer, prompts: list[str]) -> torch.Tensor:
 
 def diffusion_loss(model: Model, z0: torch.Tensor, ids: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """L_diffusion = mean || eps - unet(sqrt(abar_t) z0 + sqrt(1 - abar_t) eps, t, text_encoder(ids)) ||^2,
-    eps ~ N(0, I) and t ~ U{0..T-1} drawn from ``generator`` (in that order); ``ids`` one row per latent."""
+    eps ~ N(0, I) and t ~ U{0..T-1} drawn from ``generator`` (in that order); ``ids`` one row per latent.
+
+    The draws are made on the CPU generator and then moved to the model's device (runtime.py), so every
+    device sees the same numbers; the text encoder and U-Net run under the runtime's autocast (bf16 or
+    none), the loss in fp32."""
+    runtime = model.runtime
     noise = torch.randn(z0.shape, generator=generator)
     timesteps = torch.randint(0, model.scheduler.config.num_train_timesteps, (z0.shape[0],), generator=generator)
+    z0, noise, timesteps, ids = (runtime.to_device(t) for t in (z0, noise, timesteps, ids))
     noisy = model.scheduler.add_noise(z0, noise, timesteps)
-    context = model.text_encoder(ids)[0]
-    prediction = model.unet(noisy, timesteps, context).sample
+    with runtime.autocast():
+        context = model.text_encoder(ids)[0]
+        prediction = model.unet(noisy, timesteps, context).sample
     return torch.nn.functional.mse_loss(prediction.float(), noise.float())
 
 
@@ -82,8 +97,9 @@ def task_generator(seed: int, task: int) -> torch.Generator:
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """The optimizer's state as CPU tensors (copied straight to the host: no second copy on the device)."""
     state = optimizer.state_dict()
-    tensors = {f"opt.{index}.{key}": value.detach().clone().contiguous()
+    tensors = {f"opt.{index}.{key}": value.detach().to("cpu", copy=True).contiguous()
                for index, entries in state["state"].items() for key, value in entries.items()}
     return tensors, {"param_groups": state["param_groups"]}
 
@@ -99,8 +115,8 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.T
 
 def save_checkpoint(folder: Path, step: int, method, token: TokenRowTrainer, optimizer, generator, log,
                     fingerprint: dict | None = None) -> None:
-    tensors = {f"method.{k}": v for k, v in method.trainable_state().items()}
-    tensors["token.row"] = token.row()
+    tensors = {f"method.{k}": v.to("cpu") for k, v in method.trainable_state().items()}
+    tensors["token.row"] = token.row().to("cpu")
     tensors["generator.state"] = generator.get_state()
     opt_tensors, opt_meta = _optimizer_tensors(optimizer)
     tensors.update(opt_tensors)
@@ -120,7 +136,7 @@ def load_checkpoint(folder: Path, method, token: TokenRowTrainer, optimizer, gen
     meta = json.loads((folder / "progress.json").read_text())
     method.load_trainable_state({k.removeprefix("method."): v for k, v in tensors.items() if k.startswith("method.")})
     with torch.no_grad():
-        token.weight[token.token_id] = tensors["token.row"]
+        token.weight[token.token_id] = tensors["token.row"].to(token.weight.device)
     generator.set_state(tensors["generator.state"])
     _load_optimizer(optimizer, tensors, meta["optimizer"])
     return int(meta["step"]), meta["log"]
@@ -162,7 +178,7 @@ def train_task(
     with progress_bar(total=cfg.steps, initial=start, desc=f"train {method.name} task {task}", unit="step") as bar:
         for step in range(start, cfg.steps):
             index = torch.randint(latents.shape[0], (cfg.batch_size,), generator=generator)
-            diffusion = diffusion_loss(model, latents[index], ids.expand(cfg.batch_size, -1), generator)
+            diffusion = diffusion_loss(model, latents[index.to(latents.device)], ids.expand(cfg.batch_size, -1), generator)
             extras = method.extra_losses()
             loss = diffusion + sum(extras.values()) if extras else diffusion
             optimizer.zero_grad(set_to_none=True)

@@ -1,5 +1,7 @@
 """DreamBooth (sequential): the whole U-Net trains; prior preservation adds its own loss term."""
 
+import pytest
+
 from tests.methods.helpers import changed, snapshot, train_tasks
 from tests.model_fixtures import tiny_model
 
@@ -25,3 +27,32 @@ def test_prior_preservation_is_a_logged_loss_term_when_on(tmp_path):
     _, off, _ = train_tasks(tmp_path / "off", "dreambooth", {"lr": 1e-3, "prior_weight": 0.0}, tasks=(1,))
     assert off.prior is None and off.extra_losses() == {}
     assert "prior" in method.extra_losses()
+
+
+def test_store_delta_bf16_saves_the_change_from_the_base_in_bf16_and_restores_it_closely(tmp_path):
+    import torch
+
+    from continual_diffusion.errors import PipelineError
+    from continual_diffusion.methods import make_method
+
+    params = {"lr": 1e-3, "prior_weight": 0.0, "store": "delta_bf16"}
+    base = snapshot(tiny_model(tmp_path / "base").unet)
+    model, _, states = train_tasks(tmp_path, "dreambooth", params, tasks=(1, 2))
+    trained = snapshot(model.unet)
+    saved = states[2]
+    assert set(saved) == {f"unet_delta.{n}" for n in trained}
+    assert all(v.dtype == torch.bfloat16 for v in saved.values())
+    fresh = tiny_model(tmp_path / "fresh")
+    method = make_method("dreambooth", params)
+    method.prepare(fresh)
+    method.restore_task(2, saved)
+    for name, p in fresh.unet.named_parameters():
+        change = (trained[name] - base[name]).abs().max()
+        error = (p.detach() - trained[name]).abs().max()
+        assert error <= change * 2 ** -8 + 1e-12, name  # bf16's relative rounding of the change, not of the weight
+    full = make_method("dreambooth", {"lr": 1e-3, "prior_weight": 0.0})
+    full.prepare(tiny_model(tmp_path / "full"))
+    with pytest.raises(PipelineError, match="saved with another methods.dreambooth.store"):
+        full.restore_task(2, saved)
+    with pytest.raises(PipelineError, match="methods.dreambooth.store"):
+        make_method("dreambooth", {"lr": 1e-3, "store": "fp16"}).prepare(tiny_model(tmp_path / "bad"))

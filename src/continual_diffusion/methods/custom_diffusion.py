@@ -203,8 +203,8 @@ def token_features(model, token: str) -> torch.Tensor:
     ids = prompt_ids(model.tokenizer, [prompt_for(token)])[0]
     position = ids.tolist().index(model.tokenizer.convert_tokens_to_ids(token))
     with torch.no_grad():
-        features = model.text_encoder(ids[None])[0][0]
-    return features[position:position + 1].double()
+        features = model.text_encoder(ids[None].to(model.text_encoder.device))[0][0]
+    return features[position:position + 1].double().cpu()
 
 
 def prompt_features(model, prompts: list[str], batch: int = 64) -> torch.Tensor:
@@ -216,7 +216,7 @@ def prompt_features(model, prompts: list[str], batch: int = 64) -> torch.Tensor:
     for start in range(0, len(prompts), batch):
         ids = prompt_ids(model.tokenizer, prompts[start:start + batch])
         with torch.no_grad():
-            features = model.text_encoder(ids)[0]
+            features = model.text_encoder(ids.to(model.text_encoder.device))[0].cpu()
         for row_ids, row in zip(ids.tolist(), features):
             end = row_ids.index(eos, 1) if eos in row_ids[1:] else len(row_ids) - 1
             rows.append(row[:end + 1])
@@ -247,13 +247,14 @@ class CustomDiffusionMerge(_PerTaskFromBase):
     name = "custom_diffusion_merge"
 
     def merged_weights(self, tasks: list[int]) -> dict[str, torch.Tensor]:
-        """Custom Diffusion's constrained merge of the restored tasks' weights (module docstring)."""
+        """Custom Diffusion's constrained merge of the restored tasks' weights (module docstring), solved
+        on the CPU in float64 whatever the model's device."""
         reg = prompt_features(self.model, regularization_prompts(self.params, self.env))
         rows = {t: token_features(self.model, concept_token(t)) for t in tasks}
         ridge = float(self.params.get("ridge", 1e-6))
         return {
-            name: kv_merge.constrained_merge(self.w_base[name], reg,
-                                             [(self.task_weights[t][name], rows[t]) for t in tasks], ridge)
+            name: kv_merge.constrained_merge(self.w_base[name].cpu(), reg,
+                                             [(self.task_weights[t][name].cpu(), rows[t]) for t in tasks], ridge)
             for name in self.linears
         }
 

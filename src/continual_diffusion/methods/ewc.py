@@ -36,7 +36,7 @@ class CustomDiffusionEWC(CustomDiffusionSequential):
     def restore_task(self, task: int, state: dict[str, torch.Tensor]) -> None:
         super().restore_task(task, state)
         for n in self.fisher:
-            self.fisher[n] += state[f"{n}.fisher"].to(self.fisher[n].dtype)
+            self.fisher[n] += state[f"{n}.fisher"].to(device=self.fisher[n].device, dtype=self.fisher[n].dtype)
 
     def training_recipe(self, task: int) -> tuple | None:
         """Never shared: every task also saves its Fisher."""
@@ -64,7 +64,7 @@ class CustomDiffusionEWC(CustomDiffusionSequential):
         fisher = [torch.zeros_like(w) for w in weights]
         for _ in range(n):
             index = torch.randint(self.ctx.latents.shape[0], (1,), generator=self.ctx.generator)
-            loss = self.ctx.loss(self.ctx.latents[index], self.ctx.prompt_ids)
+            loss = self.ctx.loss(self.ctx.latents[index.to(self.ctx.latents.device)], self.ctx.prompt_ids)
             for f, g in zip(fisher, torch.autograd.grad(loss, weights)):
                 f += g.detach().pow(2) / n
         return dict(zip(self.linears, fisher))

@@ -28,19 +28,20 @@ class GeneratedSet:
     def generate(cls, model, prompts: dict[int, str], per_group: int, seed: int, task: int, steps: int,
                  guidance: float, batch_size: int = 32) -> "GeneratedSet":
         from ..progress import progress_bar
-        from ..sampling import sampling_pipeline
+        from ..runtime import CPU_FP32
+        from ..sampling import run_pipeline, sampling_pipeline
         from ..training import prompt_ids
 
         pipe = sampling_pipeline(model)
+        runtime = getattr(model, "runtime", CPU_FP32)
         jobs = [(g, j) for g in sorted(prompts) for j in range(per_group)]
         latents = []
         with progress_bar(total=len(jobs), desc=f"generate for task {task}", unit="img") as bar:
             for start in range(0, len(jobs), batch_size):
                 chunk = jobs[start:start + batch_size]
                 generators = [torch.Generator().manual_seed(generated_seed(seed, task, g, j)) for g, j in chunk]
-                with torch.no_grad():
-                    out = pipe([prompts[g] for g, _ in chunk], num_inference_steps=steps, guidance_scale=guidance,
-                               generator=generators, output_type="latent").images
+                out = run_pipeline(pipe, runtime, [prompts[g] for g, _ in chunk], "latent", num_inference_steps=steps,
+                                   guidance_scale=guidance, generator=generators)
                 latents.append(out.detach().float())
                 bar.update(len(chunk))
         groups = torch.tensor([g for g, _ in jobs], dtype=torch.long)
@@ -53,4 +54,4 @@ class GeneratedSet:
     def draw(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(latents, ids, groups) of ``n`` items drawn uniformly with replacement."""
         index = torch.randint(len(self), (n,), generator=generator)
-        return self.latents[index], self.ids[index], self.groups[index]
+        return self.latents[index.to(self.latents.device)], self.ids[index], self.groups[index]

@@ -1,7 +1,9 @@
 """Load Stable Diffusion v1.x for the paper profiles, from a local folder or the local hub cache.
 
 Nothing is ever downloaded: with the hub offline, a missing model fails within seconds with one
-line saying what to fetch and where to put it.
+line saying what to fetch and where to put it. The safety checker and its feature extractor are not
+loaded (the pipeline never runs them: it samples through ``sampling.sampling_pipeline`` without one),
+so a snapshot without those folders loads too and no memory is spent on them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from ..errors import PipelineError
 def load_stable_diffusion(source: str, revision: str | None = None, cache_dir: str | None = None, **kwargs):
     """``source``: a local diffusers folder, or a hub id resolved in the local cache only."""
     from diffusers import StableDiffusionPipeline
+
+    kwargs = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False, **kwargs}
 
     path = Path(source)
     if path.is_dir():

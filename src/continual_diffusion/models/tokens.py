@@ -35,7 +35,7 @@ def add_concept_token(tokenizer, text_encoder, token: str, generator: torch.Gene
     embeddings = text_encoder.get_input_embeddings().weight
     direction = torch.randn(embeddings.shape[1], generator=generator, dtype=torch.float32)
     with torch.no_grad():
-        embeddings[token_id] = (direction / direction.norm() * scale).to(embeddings.dtype)
+        embeddings[token_id] = (direction / direction.norm() * scale).to(device=embeddings.device, dtype=embeddings.dtype)
     return token_id
 
 
@@ -47,7 +47,7 @@ def set_concept_token(tokenizer, text_encoder, token: str, row: torch.Tensor) ->
     token_id = tokenizer.convert_tokens_to_ids(token)
     embeddings = text_encoder.get_input_embeddings().weight
     with torch.no_grad():
-        embeddings[token_id] = row.to(embeddings.dtype)
+        embeddings[token_id] = row.to(device=embeddings.device, dtype=embeddings.dtype)
     return token_id
 
 
@@ -58,7 +58,7 @@ class TokenRowTrainer:
         self.weight = text_encoder.get_input_embeddings().weight
         self.token_id = token_id
         self.frozen = self.weight.detach().clone()
-        self.mask = torch.ones(self.weight.shape[0], dtype=torch.bool)
+        self.mask = torch.ones(self.weight.shape[0], dtype=torch.bool, device=self.weight.device)
         self.mask[token_id] = False
         self.weight.requires_grad_(True)
 
