@@ -7,6 +7,17 @@ Per chain (metrics/continual.py, with s = +1 for higher-is-better metrics and -1
   early       R[i, i] and R[T, i] averaged over the first k = 5 concepts: just learned and final
 Each is reported as the mean and sample standard deviation over seeds (std 0 with one seed), for
 every metric key the evaluation recorded, with the key's formula and feature space.
+
+Missing values. A cell of R is *undefined* when the evaluation recorded the metric without a value
+for that concept, with the reason (matrices.py; e.g. face_similarity when MTCNN finds no face in the
+concept's real images). A number that reads an undefined cell of any seed is missing (NaN here, null
+in summary.json, "n/a" in summary.md, the tables, figures and audit), never an average over the other
+concepts: A over T - 1 concepts is not the A the formula and the paper define, and it would shift with
+whichever concepts happen to be undefined. The cells the number does not read keep their values (R_mean
+and the curves show them). The entry then carries, beside the numbers:
+  missing    one line: which concepts (and seeds, when not all) are undefined and why
+  undefined  the undefined cells [t, i] (1-based) of any seed; they are NaN in R_mean as well
+A chain whose scores do not hold the key at all (evaluated with another metric list) is an error.
 """
 
 from __future__ import annotations
@@ -18,16 +29,20 @@ import numpy as np
 
 from .errors import PipelineError
 from .io_utils import atomic_directory, json_text
-from .matrices import metric_keys, metric_matrix
+from .matrices import metric_keys, read_metric, scores_path
 from .metrics.continual import chain_metrics, concept_curve
 
 SUMMARY_KEYS = ("plasticity", "plasticity_min", "final", "forgetting", "early_just_learned", "early_final")
 SKIPPED_KEYS = ("other_rate",)  # a diagnostic of accuracy, not a quality metric of its own
+NA = "n/a"  # how every report shows a missing number
 
 
 def _mean_std(values: list[float]) -> dict:
+    """Mean and sample std over seeds; both NaN (missing) when a seed's value is."""
     a = np.asarray(values, dtype=float)
-    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if a.size > 1 else 0.0, "values": [float(v) for v in a]}
+    mean = float(a.mean())
+    std = float(a.std(ddof=1)) if a.size > 1 else 0.0
+    return {"mean": mean, "std": float("nan") if np.isnan(mean) else std, "values": [float(v) for v in a]}
 
 
 def summarize(results_root: Path, benchmarks: list[str], methods: list[str], seeds: list[int], n_tasks: dict,
@@ -42,13 +57,21 @@ def summarize(results_root: Path, benchmarks: list[str], methods: list[str], see
             for key, meta in keys.items():
                 if key in SKIPPED_KEYS:
                     continue
-                matrices = [metric_matrix(c, n_tasks[b], key) for c in chains]
-                per_seed = [_chain_metrics(c, key, r, meta) for c, r in zip(chains, matrices)]
+                read = [read_metric(c, n_tasks[b], key) for c in chains]
+                matrices = [r for r, _ in read]
+                undefined = [u for _, u in read]
+                listed = scores_path(chains[0], n_tasks[b])
+                per_seed = [_chain_metrics(c, key, r, meta, u, listed) for c, (r, u) in zip(chains, read)]
                 entry = {k: _mean_std([p[k] for p in per_seed]) for k in SUMMARY_KEYS}
                 entry["meta"] = meta
                 with warnings.catch_warnings():  # cells above the diagonal are NaN in every seed
                     warnings.simplefilter("ignore", RuntimeWarning)
-                    entry["R_mean"] = np.nanmean(np.stack(matrices), axis=0).round(4).tolist()
+                    r_mean = np.nanmean(np.stack(matrices), axis=0)
+                if any(undefined):
+                    entry.update(_missing(undefined, list(seeds)))
+                    for t, i in entry["undefined"]:  # a mean over the seeds that have a value is not the mean
+                        r_mean[t - 1, i - 1] = np.nan
+                entry["R_mean"] = r_mean.round(4).tolist()
                 entry["R_per_seed"] = [r.round(4).tolist() for r in matrices]
                 summary[b][m][key] = entry
     with atomic_directory(out) as tmp:
@@ -59,13 +82,41 @@ def summarize(results_root: Path, benchmarks: list[str], methods: list[str], see
     return summary
 
 
-def _chain_metrics(chain: Path, key: str, r: np.ndarray, meta: dict) -> dict:
-    """chain_metrics of one chain's R, or a one-line error naming the chain and the metric it lacks."""
+def _chain_metrics(chain: Path, key: str, r: np.ndarray, meta: dict, undefined: dict, listed: Path) -> dict:
+    """chain_metrics of one chain's R (NaN where a number reads an undefined cell), or a one-line error
+    naming the chain and the metric its scores lack."""
+    mask = np.zeros(r.shape, dtype=bool)
+    for t, i in undefined:
+        mask[t - 1, i - 1] = True
     try:
-        return chain_metrics(r, higher_is_better=meta["higher_is_better"])
+        return chain_metrics(r, higher_is_better=meta["higher_is_better"], undefined=mask)
     except ValueError as err:
-        raise PipelineError(f"{chain}: metric {key!r}: {err} (evaluated without it, unlike the first seed's "
-                            f"chain: rerun its evaluate jobs)") from err
+        raise PipelineError(f"{chain}: metric {key!r}: {err}: no scores.json of this chain records it, yet the "
+                            f"metric list read from {listed} has it (evaluated with another metric list): rerun "
+                            f"this chain's evaluate jobs") from err
+
+
+def _missing(undefined: list[dict], seeds: list[int]) -> dict:
+    """{"missing": why, "undefined": cells [t, i]} of an entry whose chains ({(t, i): reason} per seed)
+    have undefined cells: "undefined for concepts 1, 3: <reason>; concept 2 (seeds 1): <reason>"."""
+    per_concept: dict = {}
+    for seed, cells in zip(seeds, undefined):
+        for (_, i), why in cells.items():
+            per_concept.setdefault(i, {}).setdefault(why, set()).add(seed)
+    groups: dict = {}  # (reason, the seeds when not all) -> concepts
+    for i, reasons in sorted(per_concept.items()):
+        for why, in_seeds in reasons.items():
+            groups.setdefault((why, () if len(in_seeds) == len(seeds) else tuple(sorted(in_seeds))), []).append(i)
+    parts = [f"concept{'s' if len(concepts) > 1 else ''} {', '.join(map(str, concepts))}"
+             + (f" (seeds {', '.join(map(str, only))})" if only else "") + f": {why}"
+             for (why, only), concepts in groups.items()]
+    return {"missing": "undefined for " + "; ".join(parts),
+            "undefined": [list(cell) for cell in sorted({cell for u in undefined for cell in u})]}
+
+
+def is_missing(stat: dict) -> bool:
+    """Whether a summary number ({mean, std, values}) is missing (NaN here, None once read from JSON)."""
+    return stat["mean"] is None or bool(np.isnan(stat["mean"]))
 
 
 def summary_keys(summary: dict) -> list[str]:
@@ -87,6 +138,14 @@ def _nan_to_none(obj):
     return obj
 
 
+def missing_notes(summary: dict, key: str) -> list[str]:
+    """Markdown lines "<benchmark> / <method>: <why>" of ``key``'s entries with undefined cells, then a
+    blank line; none when there is no such entry."""
+    lines = [f"{b} / {m}: {entry[key]['missing']}; a number that reads those cells is {NA}."
+             for b, methods in summary.items() for m, entry in methods.items() if "missing" in entry.get(key, {})]
+    return [f"- {line}" for line in lines] + ([""] if lines else [])
+
+
 def markdown(summary: dict) -> str:
     seeds = next(iter(next(iter(summary.values())).values()))["seeds"]
     lines = ["# Continual metrics (mean +- std over seeds " + ", ".join(map(str, seeds)) + ")", ""]
@@ -101,9 +160,9 @@ def markdown(summary: dict) -> str:
                 if key not in entry:
                     continue
                 e = entry[key]
-                cells = [f"{e[k]['mean']:.3f} +- {e[k]['std']:.3f}" for k in SUMMARY_KEYS]
+                cells = [NA if is_missing(e[k]) else f"{e[k]['mean']:.3f} +- {e[k]['std']:.3f}" for k in SUMMARY_KEYS]
                 lines.append(f"| {b} | {m} | " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += [""] + missing_notes(summary, key)
     lines += ["P = mean_t R[t,t]; A = mean_i R[T,i]; F = mean_{i<T} s (R[i,i] - R[T,i]) with s = +1 when higher is",
               "better and -1 when lower is better (F > 0 is forgetting). R matrices: reports/<profile>/matrices.", ""]
     return "\n".join(lines)
@@ -133,7 +192,17 @@ def plot_curves(summary: dict, key: str, path: Path) -> None:
             for i in range(min(5, r.shape[0])):
                 tasks, values, gaps = concept_curve(r, i + 1)  # dotted: cells skipped by the evaluation schedule
                 ax.plot(tasks, values, marker="o", ms=3, ls=":" if gaps else "-", label=f"concept {i + 1}")
+            if "missing" in summary[b][m][key]:
+                missing_text(ax, summary[b][m][key]["missing"], fontsize=6)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100, metadata={"Software": None})
     plt.close(fig)
+
+
+def missing_text(ax, why: str, fontsize: float) -> None:
+    """"n/a: <why>" (wrapped) across the bottom of a panel whose metric has undefined cells."""
+    import textwrap
+
+    ax.text(0.5, 0.03, textwrap.fill(f"{NA}: {why}", 45), transform=ax.transAxes, ha="center", va="bottom",
+            fontsize=fontsize, color="tab:red")

@@ -47,3 +47,36 @@ def test_concept_curve_keeps_only_evaluated_cells_and_flags_gaps():
     assert concept_curve(r, 2) == ([2, 4], [0.7, 0.4], True)
     assert concept_curve(r, 3) == ([3, 4], [0.6, 0.3], False)
     assert concept_curve(r, 4) == ([4], [0.2], False)
+
+
+def test_a_number_reading_an_undefined_cell_is_missing_not_an_average_of_fewer_concepts():
+    undefined = np.zeros((3, 3), dtype=bool)
+    undefined[1:, 1] = True  # concept 2 undefined wherever it was evaluated (e.g. no face in its real images)
+    r = np.where(undefined, NAN, R)
+    m = chain_metrics(r, early=1, undefined=undefined)
+    for name in ("plasticity", "plasticity_min", "final", "forgetting"):
+        assert np.isnan(m[name]), name
+    assert m["early_just_learned"] == pytest.approx(0.9) and m["early_final"] == pytest.approx(0.3)  # concept 1 only
+    assert m["concept1_curve"] == pytest.approx([0.9, 0.6, 0.3])
+    # without the mask the same NaN cells read as "not evaluated" and are averaged over (the schedule's gaps)
+    assert chain_metrics(r, early=1)["final"] == pytest.approx((0.3 + 1.0) / 2)
+
+
+def test_an_entirely_undefined_matrix_is_all_missing_but_an_unevaluated_one_is_an_error():
+    undefined = np.tril(np.ones((3, 3), dtype=bool))
+    m = chain_metrics(np.full((3, 3), NAN), undefined=undefined)
+    assert all(np.isnan(m[k]) for k in ("plasticity", "plasticity_min", "final", "forgetting", "early_just_learned",
+                                        "early_final"))
+    assert all(np.isnan(v) for v in m["concept1_curve"])
+    with pytest.raises(ValueError, match="no values"):
+        chain_metrics(np.full((3, 3), NAN), undefined=np.zeros((3, 3), dtype=bool))
+
+
+def test_cells_read_by_each_number():
+    from continual_diffusion.metrics.continual import cells_read
+
+    cells = {k: sorted(zip(*np.nonzero(v))) for k, v in cells_read(3, early=2).items()}
+    assert cells["plasticity"] == cells["plasticity_min"] == [(0, 0), (1, 1), (2, 2)]
+    assert cells["final"] == [(2, 0), (2, 1), (2, 2)]
+    assert cells["forgetting"] == [(0, 0), (1, 1), (2, 0), (2, 1)]
+    assert cells["early_just_learned"] == [(0, 0), (1, 1)] and cells["early_final"] == [(2, 0), (2, 1)]

@@ -75,3 +75,40 @@ def test_a_missing_evaluator_or_unknown_metric_is_a_clear_error(trained, tmp_pat
         MetricSuite(cfg, "faces", tmp_path / "nowhere")
     with pytest.raises(PipelineError, match="evaluation.metrics"):
         config.load(overrides=["evaluation.metrics=[fid]"])
+
+
+class FakeFaces:
+    """FaceIdentity's ``embed`` contract: an image with a positive mean has a face, embedded as e_0."""
+
+    def embed(self, images):
+        import torch
+
+        detected = torch.tensor([bool(img.mean() > 0) for img in images], dtype=torch.bool)
+        feats = torch.zeros(int(detected.sum()), 512)
+        feats[:, 0] = 1.0
+        return feats, detected
+
+
+def face_only_suite():
+    suite = MetricSuite.__new__(MetricSuite)  # the face branch only: no evaluator, no weights
+    suite.metrics, suite.features, suite.face, suite.text_feature = ["face_identity"], None, FakeFaces(), None
+    return suite
+
+
+def test_face_branch_counts_faceless_samples_as_failures_and_records_why_a_concept_is_undefined():
+    face, blank = np.full((8, 8, 3), 200, np.uint8), np.zeros((8, 8, 3), np.uint8)
+    suite = face_only_suite()
+    scores = suite.score(1, np.stack([face, blank, face, blank]), np.stack([face, face]))
+    assert scores == {"face_similarity": pytest.approx(0.5), "face_detection_rate": 0.5}
+    scores = suite.score(2, np.stack([face, blank]), np.stack([blank, blank, blank]))
+    assert scores == {"face_similarity": None, "face_detection_rate": 0.5,
+                      "face_similarity_missing": "no face detected in the concept's 3 real images"}
+
+
+def test_face_similarity_formula_states_the_failure_value():
+    suite = MetricSuite.__new__(MetricSuite)
+    suite.metrics, suite.kernel, suite.class_word, suite.clip_id, suite.features_name = (
+        ["face_identity"], "poly", "person", "clip", "clip")
+    formula = suite.describe()["face_similarity"]["formula"]
+    assert "s(g) = 0 for a generated image g with no face detected" in formula
+    assert "face_similarity_missing" in formula

@@ -50,3 +50,19 @@ COSTS = {"base": {"faces": {"clora": {"n_param_percent": 0.41}, "lora_sequential
                   "landmarks": {"clora": {"n_param_percent": 1.64}, "lora_sequential": {"n_param_percent": 1.64},
                                 "custom_diffusion_seq": {"n_param_percent": 3.27}}},
          "sd_v1": {"faces": _SD_V1, "landmarks": _SD_V1}}
+
+
+ALL_UNDEFINED = {("clora", 0): {1, 2, 3}}  # C-LoRA's face_similarity undefined for every concept (all-NaN R)
+
+
+def face_summary(tmp_path, undefined=None) -> dict:
+    """summary.json of a 3-task face benchmark (C-LoRA and LoRA, seed 0; tests/test_summary.py's
+    write_face_results) as the report commands read it: missing numbers are None."""
+    import json
+
+    from continual_diffusion.summary import summarize
+    from tests.test_summary import write_face_results
+
+    write_face_results(tmp_path / "results", ALL_UNDEFINED if undefined is None else undefined, seeds=(0,))
+    summarize(tmp_path / "results", ["faces"], ["clora", "lora_sequential"], [0], {"faces": 3}, tmp_path / "summary")
+    return json.loads((tmp_path / "summary" / "summary.json").read_text())

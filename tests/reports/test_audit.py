@@ -1,4 +1,5 @@
 import copy
+import json
 
 import pytest
 import yaml
@@ -66,6 +67,16 @@ def test_a_claim_with_a_method_that_did_not_run_is_not_comparable():
     assert rows[0]["status"] == "not comparable: methods not run (dreambooth)"
 
 
+def test_a_claim_on_a_metric_the_profile_did_not_evaluate_says_so_not_that_methods_did_not_run():
+    # a paper profile: every method ran, scored with mmd only (no miniature identity accuracy)
+    only_mmd = fake_summary({("faces", "clora", "mmd"): [1 - GOOD], ("faces", "lora_sequential", "mmd"): [1 - BAD]})
+    by_claim = statuses(audit.audit_claims(REPORTED, only_mmd, COSTS))
+    expected = "not comparable: accuracy_closed not evaluated in this profile (evaluation.metrics)"
+    assert by_claim[("lower_f", "faces, forgetting of accuracy_closed]")] == expected
+    assert by_claim[("forgets", "faces, forgetting of accuracy_closed]")] == expected
+    assert by_claim[("lower_f", "faces, forgetting of mmd]")] == audit.REPRODUCED
+
+
 def test_values_compare_within_tolerance_and_respect_the_setting():
     rows = {r["id"]: r for r in audit.audit_values(REPORTED, summary_with(GOOD, BAD), COSTS, "miniature")}
     assert rows["np"]["status"] == audit.REPRODUCED and rows["np"]["delta"] == pytest.approx(0.09221 - 0.092)
@@ -117,3 +128,53 @@ def test_the_committed_reported_values_are_well_formed():
     by_id = {e["id"]: e for e in data["values"]}
     assert by_id["n_param_clora"]["value"] == 0.092 and by_id["n_param_custom_diffusion"]["value"] == 2.23
     assert all(e["value"] is None for e in data["values"] if e["setting"] == "paper")
+
+
+FACE_REPORTED = {
+    "defaults": {"relative_tolerance": 0.1},
+    "values": [
+        {"id": "a_face", "quantity": "final", "metric": "face_similarity", "setting": "paper", "benchmark": "faces",
+         "method": "clora", "table": "T2", "row": "C-LoRA", "column": "A_face", "value": 0.5, "tolerance": None,
+         "source": "s"},
+        {"id": "a_face_lora", "quantity": "final", "metric": "face_similarity", "setting": "paper",
+         "benchmark": "faces", "method": "lora_sequential", "table": "T2", "row": "LoRA", "column": "A_face",
+         "value": 0.8, "tolerance": None, "source": "s"},
+    ],
+    "claims": [
+        {"id": "best_face", "statement": "C-LoRA ends with the most similar faces", "relation": "better_than_all",
+         "quantity": "final", "metric": "face_similarity", "method": "clora", "others": ["lora_sequential"],
+         "margin": 0.0, "source": "s"},
+        {"id": "face_above", "statement": "faces stay", "relation": "above", "quantity": "final",
+         "metric": "face_similarity", "methods": ["clora", "lora_sequential"], "threshold": 0.1, "source": "s"},
+        {"id": "face_equals", "statement": "C-LoRA's face A", "relation": "equals", "quantity": "final",
+         "metric": "face_similarity", "method": "clora", "value": 0.5, "tolerance": 0.1, "source": "s"},
+        {"id": "acc", "statement": "C-LoRA keeps identities", "relation": "above", "quantity": "final",
+         "metric": "accuracy_closed", "methods": ["clora"], "threshold": 0.5, "source": "s"},
+    ],
+}
+
+
+def test_an_undefined_metric_is_not_comparable_with_its_reason_and_renders_n_a(tmp_path):
+    from tests.reports.helpers import face_summary
+    from tests.test_summary import NO_FACE
+
+    summary = face_summary(tmp_path)
+    why = f"clora: undefined for concepts 1, 2, 3: {NO_FACE}"
+    values = {r["id"]: r for r in audit.audit_values(FACE_REPORTED, summary, COSTS, "paper")}
+    assert values["a_face"]["status"] == f"not comparable: n/a ({why})" and values["a_face"]["delta"] is None
+    assert values["a_face_lora"]["status"] == audit.REPRODUCED  # A = 0.8 for LoRA
+    claims = {r["id"]: r for r in audit.audit_claims(FACE_REPORTED, summary, COSTS)}
+    for claim in ("best_face", "face_above", "face_equals"):
+        assert claims[claim]["status"] == f"not comparable: n/a ({why})", claim
+    assert claims["acc"]["status"] == audit.REPRODUCED
+    path = tmp_path / "reported.yaml"
+    path.write_text(yaml.safe_dump(FACE_REPORTED))
+    scope = {"profile": "paper_faces", "setting": "paper", "setting_text": "sd", "benchmarks": ["faces"],
+             "methods": ["clora", "lora_sequential"], "seeds": [0]}
+    audit.write_audit(path, summary, COSTS, scope, tmp_path / "audit")
+    md = (tmp_path / "audit" / "audit.md").read_text()
+    assert "1 of 4 claim checks reproduced (not comparable: n/a: 3; reproduced: 1)" in md
+    assert "| C-LoRA's face A [faces, final of face_similarity] | 0.5; s | n/a |" in md
+    assert "C-LoRA n/a; LoRA (sequential) 0.8 +- 0 (seeds 0)" in md
+    stored = json.loads((tmp_path / "audit" / "audit.json").read_text())
+    assert stored["values"][0]["ours"] == [None, None, [0]]

@@ -62,3 +62,33 @@ def test_n_param_is_the_benchmarks_own():
                          ("landmarks", "clora", "accuracy_closed"): [CLORA]})
     assert tables.table_rows(both, COSTS, "faces")[0]["n_param"] == 0.41
     assert tables.table_rows(both, COSTS, "landmarks")[0]["n_param"] == 1.64  # a larger rank there
+
+
+def test_a_metric_undefined_for_a_method_is_n_a_with_its_reason_in_every_format(tmp_path):
+    from tests.reports.helpers import face_summary
+    from tests.test_summary import NO_FACE
+
+    summary = face_summary(tmp_path)
+    md = tables.markdown(summary, COSTS, "faces")
+    lines = [line for line in md.splitlines() if line.startswith("| ")]
+    rows = {cells[0]: cells for cells in (line.strip("| ").split(" | ") for line in lines)}
+    heads = rows["method"]
+    a, f = heads.index("A_face_similarity (up)"), heads.index("F_face_similarity (down)")
+    assert rows["C-LoRA"][a] == rows["C-LoRA"][f] == "n/a"
+    assert rows["LoRA (sequential)"][a] == "0.800 +- 0.000" and rows["LoRA (sequential)"][f] == "0.150 +- 0.000"
+    assert rows["C-LoRA"][heads.index("A_accuracy_closed (up)")] == "1.000 +- 0.000"
+    note = f"face_similarity, C-LoRA: undefined for concepts 1, 2, 3: {NO_FACE}; a value that reads those cells is n/a."
+    assert f"- {note}" in md
+    clora = next(csv.DictReader(io.StringIO(tables.csv_text(summary, COSTS, "faces"))))
+    assert (clora["A_face_similarity_mean"], clora["F_face_similarity_std"]) == ("n/a", "n/a")
+    assert clora["A_accuracy_closed_mean"] == "1.0"
+    tex = tables.latex(summary, COSTS, "faces")
+    assert "n/a $\\pm$" not in tex and tex.count(" & n/a") == 2
+    assert "no face detected in the concept's 15 real images" in tex
+    tables.write_tables(summary, COSTS, "paper_faces", tmp_path / "tables")
+    assert "| C-LoRA |" in (tmp_path / "tables" / "tables.md").read_text()
+
+
+def test_finite_tables_carry_no_missing_notes(summary):
+    md = tables.markdown(summary, COSTS, "faces")
+    assert "n/a" not in md and "n/a" not in tables.csv_text(summary, COSTS, "faces")

@@ -10,6 +10,12 @@
 
 s = +1 for a higher-is-better metric (accuracy, similarity), -1 for a lower-is-better one (MMD), so
 F > 0 always means forgetting. CODA-Prompt's F_N averages the drop of old tasks in the same way.
+
+Cells not evaluated (NaN: above the diagonal, skipped by the sparse schedule) are left out of the
+means. Cells *undefined* for their concept (the metric has no value there, e.g. face similarity when
+no face is found in the concept's real images; ``undefined`` of ``chain_metrics``) are not: a number
+that reads one is NaN (missing), never an average over the remaining concepts, which would compare
+a method's A over T - 1 concepts with the paper's over T.
 """
 
 from __future__ import annotations
@@ -52,9 +58,42 @@ def concept_curve(r: np.ndarray, concept: int) -> tuple[list[int], list[float], 
     return tasks, [float(column[t - concept]) for t in tasks], gaps
 
 
-def chain_metrics(r: np.ndarray, higher_is_better: bool = True, early: int = 5) -> dict:
-    """Every number above for one chain (one benchmark, method and seed)."""
-    r = check_matrix(r)
+def cells_read(t: int, early: int = 5) -> dict[str, np.ndarray]:
+    """For a T x T R: the cells each number of ``chain_metrics`` reads (boolean masks)."""
+    diag = np.eye(t, dtype=bool)
+    last = np.zeros((t, t), dtype=bool)
+    last[-1] = True
+    first = np.zeros((t, t), dtype=bool)
+    first[:, :min(early, t)] = True
+    forget = diag | last
+    forget[:, -1] = False  # F compares concepts i < T only
+    return {"plasticity": diag, "plasticity_min": diag, "final": last, "forgetting": forget,
+            "early_just_learned": diag & first, "early_final": last & first}
+
+
+def chain_metrics(r: np.ndarray, higher_is_better: bool = True, early: int = 5,
+                  undefined: np.ndarray | None = None) -> dict:
+    """Every number above for one chain (one benchmark, method and seed).
+
+    ``undefined``: T x T bool, the cells undefined for their concept (module docstring); each number
+    that reads one of them (``cells_read``) is NaN. A matrix with neither a value nor an undefined
+    cell on or below the diagonal raises ValueError (the chain was not evaluated with the metric).
+    """
+    r = np.asarray(r, dtype=float)
+    if undefined is None or not np.any(undefined):
+        return _chain_metrics(check_matrix(r), higher_is_better, early)
+    undefined = np.asarray(undefined, dtype=bool)
+    if undefined.shape != r.shape:
+        raise ValueError(f"undefined cells of shape {undefined.shape} for R of shape {r.shape}")
+    out = _chain_metrics(check_matrix(np.where(undefined, 0.0, r)), higher_is_better, early)  # 0.0: a placeholder
+    for name, cells in cells_read(r.shape[0], early).items():
+        if (cells & undefined).any():
+            out[name] = float("nan")
+    out["concept1_curve"] = [float(v) for v in np.where(undefined, np.nan, r)[:, 0]]
+    return out
+
+
+def _chain_metrics(r: np.ndarray, higher_is_better: bool, early: int) -> dict:
     diag = np.diag(r)
     k = min(early, r.shape[0])
     return {

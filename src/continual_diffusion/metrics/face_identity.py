@@ -4,13 +4,23 @@ Each image goes through MTCNN (one face per image, the largest box, plus ``margi
 and resized to ``image_size`` and standardised as (x - 127.5) / 128), then through
 InceptionResnetV1 with the VGGFace2 weights, giving a 512-d embedding e(x) with ||e(x)|| = 1.
 
-    face_similarity(G, R)  = (1 / (|G_d| |R|)) sum_{g in G_d} sum_{r in R} cos(e(g), e(r))
+    s(g)                   = (1 / |R|) sum_{r in R} cos(e(g), e(r))   if MTCNN found a face in g
+                           = 0                                       otherwise (NO_FACE)
+    face_similarity(G, R)  = (1 / |G|) sum_{g in G} s(g)  =  face_detection_rate(G) * (mean of s over G_d)
     face_detection_rate(G) = |G_d| / |G|
 
 where G are the generated samples, G_d those in which MTCNN found a face and R the embeddings of
-the concept's real images. Samples without a detected face are excluded from the similarity (they
-have no embedding) and counted in the detection rate; with no face detected at all the similarity
-is NaN (never 0, which would read as "a face of someone else").
+the concept's real images in which MTCNN found a face. Every generated sample counts: one without a
+face scores 0, the cosine of two orthogonal embeddings, i.e. no more like the concept than the face of
+an unrelated person (facenet embeds different people at low cosine, the same person well above it).
+A method therefore cannot raise its score by destroying a concept's faces: a sample that lost its
+face lowers the mean by its share instead of being left out of it (which rewarded broken samples),
+and it is not ranked below every real face either, as the floor -1 would.
+
+Undefined for a whole concept, never a failure of the method: with no real face (R empty) there is
+nothing to compare with, and with no generated sample nothing to score. ``face_scores`` then records
+``face_similarity: null`` with the reason under ``face_similarity_missing`` (matrices.missing_key);
+the summary, tables, figures and audit show it as n/a with that reason.
 
 Weights are never downloaded: MTCNN's detector weights ship inside the pip package; the
 InceptionResnetV1 VGGFace2 state dict is a local file (``evaluation.facenet.weights``) read with
@@ -27,12 +37,14 @@ import torch
 from torch import nn
 
 from ..errors import PipelineError
-from .similarity import mean_cosine, normalize
+from ..matrices import missing_key
+from .similarity import cosine_matrix, normalize
 
 if TYPE_CHECKING:
     from facenet_pytorch import MTCNN
 
 EMBED_DIM = 512
+NO_FACE = 0.0  # s(g) of a generated sample in which MTCNN found no face (module docstring)
 WEIGHTS_KEY = "evaluation.facenet.weights"
 WEIGHTS_ASSET = "20180402-114759-vggface2.pt"
 WEIGHTS_URL = f"https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/{WEIGHTS_ASSET}"
@@ -144,11 +156,31 @@ class FaceIdentity:
 
 
 def face_similarity(extractor: FaceIdentity, generated_uint8: np.ndarray, real_embeddings: torch.Tensor) -> dict:
-    """{"face_similarity": mean cos over (detected generated, real) pairs (NaN if none detected),
-    "face_detection_rate": detected / generated (NaN for no samples)}."""
+    """{"face_similarity": (1/|G|) sum_g s(g), s(g) = mean cos(e(g), e(r)) over the real faces r, or NO_FACE
+    where no face was found in g (NaN when G or the real faces are empty: undefined),
+    "face_detection_rate": |G_d| / |G| (NaN for no samples)}."""
     feats, detected = extractor.embed(generated_uint8)
     n = int(detected.numel())
-    return {
-        "face_similarity": mean_cosine(feats, real_embeddings),
-        "face_detection_rate": float(detected.sum()) / n if n else float("nan"),
-    }
+    similarity = float("nan")
+    if n and real_embeddings.shape[0]:
+        per_sample = torch.full((n,), NO_FACE, dtype=torch.float64)
+        if feats.shape[0]:
+            per_sample[detected] = cosine_matrix(feats, real_embeddings).double().mean(dim=1)
+        similarity = float(per_sample.mean())
+    return {"face_similarity": similarity, "face_detection_rate": float(detected.sum()) / n if n else float("nan")}
+
+
+def face_scores(extractor: FaceIdentity, generated_uint8: np.ndarray, real_uint8: np.ndarray) -> dict:
+    """The face numbers of one concept as scores.json records them: ``face_similarity`` of the generated
+    samples against the faces of the concept's real images and ``face_detection_rate``; where the
+    similarity is undefined for the concept, ``face_similarity`` is None and ``face_similarity_missing``
+    says why (no face in any real image, or no generated sample)."""
+    real_faces, _ = extractor.embed(real_uint8)
+    scores = face_similarity(extractor, generated_uint8, real_faces)
+    if real_faces.shape[0] == 0:
+        reason = f"no face detected in the concept's {len(real_uint8)} real images"
+    elif len(generated_uint8) == 0:
+        reason = "no generated samples"
+    else:
+        return scores
+    return {**scores, "face_similarity": None, missing_key("face_similarity"): reason}

@@ -37,14 +37,18 @@ KEYS = {
     "p_true": ("identity", True, "(1/N) sum_j p(i|x_j)"),
     "image_similarity": ("image_similarity", True, "(1/(|G||R|)) sum_g sum_r cos(f(g), f(r)), G generated, R real images of concept i"),
     "mmd": ("mmd", False, "unbiased MMD^2 between f(G) and f(R), kernel {kernel}"),
-    "face_similarity": ("face_identity", True, "mean cos(facenet(g), facenet(r)) over generated faces detected by MTCNN x real faces"),
+    "face_similarity": ("face_identity", True,
+                        "(1/|G|) sum_g s(g), s(g) = mean_r cos(facenet(g), facenet(r)) over the real images r with a face "
+                        "detected by MTCNN, s(g) = 0 for a generated image g with no face detected; undefined (n/a, "
+                        "reason under face_similarity_missing) when no real image has a detected face"),
     "face_detection_rate": ("face_identity", True, "generated images with a face detected by MTCNN / generated images"),
     "clip_text_alignment": ("clip_text", True, "(1/|G|) sum_g cos(CLIP_img(g), CLIP_txt('a photo of a {class_word}'))"),
 }
 
 
 def extractor_device() -> str:
-    """The pretrained extractors (facenet, CLIP) run on the GPU when there is one."""
+    """Where the pretrained extractors (facenet, CLIP) run when the job names no device: the GPU when
+    there is one (the job's own GPU: gpu_slots.py pins each job to one through CUDA_VISIBLE_DEVICES)."""
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -65,8 +69,10 @@ def read_manifest(folder: Path) -> dict:
 class MetricSuite:
     """Scores the samples of one concept against its real images with every selected metric."""
 
-    def __init__(self, cfg: dict, benchmark: str, evaluator: Path):
+    def __init__(self, cfg: dict, benchmark: str, evaluator: Path, device=None):
+        """``device``: where facenet and CLIP run (the job's runtime device); None: ``extractor_device()``."""
         ev = cfg["evaluation"]
+        device = str(device) if device is not None else extractor_device()
         self.metrics = list(ev["metrics"])
         unknown = [m for m in self.metrics if m not in METRICS]
         if unknown:
@@ -91,7 +97,7 @@ class MetricSuite:
         if needs_clip(ev):
             from .clip_score import ClipScorer
 
-            self.clip = ClipScorer.from_params(ev["clip"], device=extractor_device())
+            self.clip = ClipScorer.from_params(ev["clip"], device=device)
             self.clip_id = self.clip.backbone
         if {"image_similarity", "mmd"} & set(self.metrics):
             if ev["features"] == "identity_evaluator":
@@ -106,7 +112,7 @@ class MetricSuite:
         if "face_identity" in self.metrics:
             from .face_identity import FaceIdentity
 
-            self.face = FaceIdentity.from_params(ev["facenet"], device=extractor_device())
+            self.face = FaceIdentity.from_params(ev["facenet"], device=device)
         self.text_feature = self.clip.text_features([f"a photo of a {self.class_word}"]) if "clip_text" in self.metrics else None
 
     def describe(self) -> dict:
@@ -133,10 +139,9 @@ class MetricSuite:
             if "mmd" in self.metrics:
                 scores["mmd"] = mmd2_unbiased(generated, reference, self.kernel)
         if self.face is not None:
-            from .face_identity import face_similarity
+            from .face_identity import face_scores
 
-            real_faces, _ = self.face.embed(real)
-            scores.update(face_similarity(self.face, samples, real_faces))
+            scores.update(face_scores(self.face, samples, real))
         if self.text_feature is not None:
             from .clip_score import clip_text_alignment
 

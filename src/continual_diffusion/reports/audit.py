@@ -13,7 +13,11 @@ Claims (qualitative statements, checked on our own seed means, in whatever setti
                    min_o d_o > margin.  delta = min_o d_o (the closest competitor).
   above            reproduced iff min over methods of (value - threshold) > 0; delta = that minimum.
   equals           reproduced iff |ours - value| <= tolerance; delta = ours - value.
-A claim whose methods did not all run is "not comparable: methods not run (...)".
+A claim whose methods did not all run is "not comparable: methods not run (...)"; one whose methods ran
+without its metric (e.g. identity accuracy under a paper profile, whose evaluation.metrics lack it) is
+"not comparable: <metric> not evaluated in this profile (evaluation.metrics)".
+A value the summary has as missing (it reads a cell undefined for its concept, summary.py) is "n/a":
+the cell or claim is "not comparable: n/a (<method>: <reason>)", never a crash or a comparison.
 """
 
 from __future__ import annotations
@@ -24,12 +28,14 @@ import numpy as np
 
 from ..errors import PipelineError
 from ..io_utils import atomic_directory, json_text
+from ..summary import NA, is_missing
 from . import method_name
 
 REPRODUCED, NOT_REPRODUCED = "reproduced", "not reproduced"
 NO_VALUE = "no paper value"
 MINIATURE = "not comparable: miniature vs paper setting"
 NOT_RUN = "not comparable: not run by this pipeline"
+UNDEFINED = "not comparable: n/a"
 VALUE_KEYS = ("id", "quantity", "setting", "benchmark", "method", "table", "row", "column", "value", "tolerance",
               "source")
 RELATIONS = ("better_than_all", "above", "equals")
@@ -78,7 +84,24 @@ def _ours(summary: dict, costs: dict, benchmark: str, method: str, quantity: str
     if metric not in entry:
         return None
     stat = entry[metric][quantity]
+    if is_missing(stat):
+        return None, None, entry["seeds"]
     return stat["mean"], stat["std"], entry["seeds"]
+
+
+def _absent(summary: dict, benchmark: str, methods: list[str], metric: str | None) -> str:
+    """The status of a row some of whose ``methods`` have no value: not run, or run without the metric."""
+    not_run = [m for m in methods if m not in summary.get(benchmark, {})]
+    if not_run or metric is None:
+        return f"not comparable: methods not run ({', '.join(not_run or methods)})"
+    return f"not comparable: {metric} not evaluated in this profile (evaluation.metrics)"
+
+
+def _undefined(summary: dict, benchmark: str, values: dict, metric: str | None) -> str | None:
+    """The status of a row whose values ({method: _ours}) include a missing one, else None."""
+    why = [f"{m}: {summary[benchmark][m][metric].get('missing', 'missing in the summary')}"
+           for m, v in values.items() if v is not None and v[0] is None]
+    return f"{UNDEFINED} ({'; '.join(why)})" if why else None
 
 
 def _higher_is_better(summary: dict, benchmark: str, quantity: str, metric: str | None) -> bool:
@@ -92,6 +115,8 @@ def _fmt(ours, with_seeds: bool = True) -> str:
     if ours is None:
         return "not computed"
     mean, std, seeds = ours
+    if mean is None:
+        return NA
     if seeds is None:
         return f"{mean:.4g}"
     if not with_seeds:
@@ -110,7 +135,8 @@ def audit_values(reported: dict, summary: dict, costs: dict, setting: str) -> li
             ours = None
             if entry["setting"] != "classification" and entry["method"] is not None:
                 ours = _ours(summary, costs, b, entry["method"], entry["quantity"], entry.get("metric"))
-            delta = None if ours is None or paper is None else ours[0] - paper
+            undefined = ours is not None and _undefined(summary, b, {entry["method"]: ours}, entry.get("metric"))
+            delta = None if ours is None or undefined or paper is None else ours[0] - paper
             if entry["setting"] == "classification":
                 status = NOT_RUN
             elif entry["setting"] == "paper" and setting != "paper":
@@ -119,6 +145,8 @@ def audit_values(reported: dict, summary: dict, costs: dict, setting: str) -> li
                 status = NO_VALUE
             elif ours is None:
                 status = NOT_RUN
+            elif undefined:
+                status = undefined
             else:
                 status = REPRODUCED if abs(delta) <= tol + 1e-12 else NOT_REPRODUCED
             what = entry["column"] + (f", {entry['row']}" if entry["row"] else "")
@@ -150,8 +178,13 @@ def _claim_row(claim: dict, summary: dict, costs: dict, b: str, metric: str | No
     if claim["relation"] == "equals":
         ours = _ours(summary, costs, b, claim["method"], q, metric)
         row.update(paper=claim["value"], ours=ours, tolerance=claim["tolerance"])
-        if ours is None:
+        undefined = _undefined(summary, b, {claim["method"]: ours}, metric)
+        if ours is None and q.startswith("n_param") or ours is None and claim["method"] not in summary.get(b, {}):
             row["status"] = f"{NOT_RUN} ({claim['method']})"
+        elif ours is None:
+            row["status"] = _absent(summary, b, [claim["method"]], metric)
+        elif undefined:
+            row["status"] = undefined
         else:
             row["delta"] = ours[0] - claim["value"]
             row["status"] = REPRODUCED if abs(row["delta"]) <= claim["tolerance"] + 1e-12 else NOT_REPRODUCED
@@ -161,7 +194,11 @@ def _claim_row(claim: dict, summary: dict, costs: dict, b: str, metric: str | No
     values = {m: _ours(summary, costs, b, m, q, metric) for m in names}
     missing = [m for m, v in values.items() if v is None]
     if missing:
-        row["status"] = f"not comparable: methods not run ({', '.join(missing)})"
+        row["status"] = _absent(summary, b, missing, None if q.startswith("n_param") else metric)
+        return row
+    undefined = _undefined(summary, b, values, metric)
+    if undefined:
+        row.update(ours=values, status=undefined)
         return row
     if claim["relation"] == "above":
         margins = {m: values[m][0] - claim["threshold"] for m in names}

@@ -8,11 +8,14 @@
   and LoRA (sequential), C-LoRA's raw penalty
   L_forget = sum_layers || |acc_t| * (s B_t A_t) ||_F^2 at every training step (runs/.../log.json), and
   the just-learned accuracy R[t, t] of both.
+A metric with cells undefined for their concept (summary.py: ``missing``, ``undefined``) shows "n/a"
+in those heatmap cells and the reason in the panel; skipped cells stay blank.
 """
 
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,7 @@ import numpy as np
 from ..errors import PipelineError
 from ..metrics.continual import concept_curve
 from ..io_utils import atomic_directory
+from ..summary import NA, missing_text
 from ..summary import summary_keys as metric_keys
 from . import method_name
 
@@ -58,6 +62,8 @@ def concept_curves(summary: dict, key: str, path: Path) -> None:
                 tasks, values, gaps = concept_curve(r, i + 1)  # dotted: cells skipped by the evaluation schedule
                 ax.plot(tasks, values, marker="o", ms=2, lw=1, ls=":" if gaps else "-", color=cmap(i % 10),
                         label=f"concept {i + 1}")
+            if "missing" in summary[b][m][key]:
+                missing_text(ax, summary[b][m][key]["missing"], fontsize=5)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(10, len(labels)) or 1, fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
@@ -73,8 +79,11 @@ def heatmaps(summary: dict, benchmark: str, key: str, path: Path) -> None:
     meta = summary[benchmark][methods[0]][key]["meta"]
     mats = [np.asarray(summary[benchmark][m][key]["R_mean"], dtype=float) for m in methods]
     finite = np.concatenate([x[np.isfinite(x)] for x in mats])
-    vmin, vmax = (0.0, 1.0) if finite.min() >= 0 and finite.max() <= 1 and meta["higher_is_better"] else (
-        float(finite.min()), float(finite.max()))
+    if not finite.size:  # every cell undefined: an empty scale
+        vmin, vmax = 0.0, 1.0
+    else:
+        vmin, vmax = (0.0, 1.0) if finite.min() >= 0 and finite.max() <= 1 and meta["higher_is_better"] else (
+            float(finite.min()), float(finite.max()))
     biggest = float(np.abs(finite).max()) if finite.size else 0.0
     # small values (e.g. MMD ~ 1e-3): annotate them x 10^k so two digits fit in a cell
     scale = 1.0 if biggest == 0.0 or biggest >= 0.1 else 10.0 ** (1 - int(np.floor(np.log10(biggest))))
@@ -83,6 +92,8 @@ def heatmaps(summary: dict, benchmark: str, key: str, path: Path) -> None:
     for ax in axes.flat[len(methods):]:
         ax.axis("off")
     for ax, m, r in zip(axes.flat, methods, mats):
+        entry = summary[benchmark][m][key]
+        undefined = {tuple(cell) for cell in entry.get("undefined", [])}
         im = ax.imshow(np.ma.masked_invalid(r), vmin=vmin, vmax=vmax, cmap=cmap)
         n = r.shape[0]
         ax.set_xticks(range(n), [str(i + 1) for i in range(n)], fontsize=6)
@@ -98,6 +109,11 @@ def heatmaps(summary: dict, benchmark: str, key: str, path: Path) -> None:
                         dark = level < 0.6 if meta["higher_is_better"] else level > 0.4
                         ax.text(i, t, f"{r[t, i] * scale:.2f}" if scale == 1 else f"{r[t, i] * scale:.0f}",
                                 ha="center", va="center", fontsize=5, color="white" if dark else "black")
+                    elif (t + 1, i + 1) in undefined:
+                        ax.text(i, t, NA, ha="center", va="center", fontsize=5, color="tab:red")
+        if "missing" in entry:  # in the empty upper triangle
+            ax.text(0.98, 0.98, textwrap.fill(f"{NA}: {entry['missing']}", 32), transform=ax.transAxes,
+                    ha="right", va="top", fontsize=4.5, color="tab:red")
     fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label=key)
     note = "" if scale == 1 else f"; cell values x {scale:.0e}"
     fig.suptitle(f"{benchmark}: R[t, i] of {key} ({'higher' if meta['higher_is_better'] else 'lower'} is better{note})",

@@ -8,6 +8,8 @@ Columns (R[t, i] = metric of concept i's samples after task t, T tasks; see metr
 so F > 0 is forgetting for every metric. Mean +- sample standard deviation over the seeds that ran
 (std 0 with one seed). Inputs: the continual summary (summary.json) and the parameter costs
 (parameter_cost.json); nothing is recomputed from models.
+A value the summary has as missing (it reads a cell undefined for its concept, see summary.py) is
+"n/a", with the reason in the notes; an empty cell means the method was not scored with the metric.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import io
 from pathlib import Path
 
 from ..io_utils import atomic_directory
+from ..summary import NA
 from . import method_name
 
 SKIPPED = ("p_true",)  # a diagnostic (mean probability of the true class), kept in the summary only
@@ -51,15 +54,22 @@ def _decimals(values) -> int:
     """Decimals that show 3 significant digits of the column's largest magnitude (at least 3)."""
     import math
 
-    biggest = max((abs(v[0]) for v in values if v is not None), default=0.0)
+    biggest = max((abs(v[0]) for v in values if v is not None and not _missing(v)), default=0.0)
     if biggest == 0.0 or not math.isfinite(biggest):
         return 3
     return max(3, 2 - math.floor(math.log10(biggest)))
 
 
+def _missing(value) -> bool:
+    """A (mean, std) the summary has as missing: None once read from summary.json, NaN in memory."""
+    return value is not None and (value[0] is None or value[0] != value[0])
+
+
 def _cell(value, digits: int = 3, sep: str = " +- ") -> str:
     if value is None:
         return ""
+    if _missing(value):
+        return NA
     mean, std = value
     return f"{mean:.{digits}f}{sep}{std:.{digits}f}"
 
@@ -89,6 +99,9 @@ def notes(summary: dict, benchmark: str, seeds: list[int]) -> list[str]:
     for key in metric_columns(summary, benchmark):
         meta = _meta(summary, benchmark, key)
         lines.append(f"{key}: R[t, i] = {meta['formula']}; features: {meta['features']}.")
+    for key in metric_columns(summary, benchmark):
+        lines += [f"{key}, {method_name(m)}: {entry[key]['missing']}; a value that reads those cells is {NA}."
+                  for m, entry in summary[benchmark].items() if "missing" in entry.get(key, {})]
     return lines
 
 
@@ -121,7 +134,10 @@ def csv_text(summary: dict, costs: dict, benchmark: str) -> str:
         for key in keys:
             for col in (f"A_{key}", f"F_{key}"):
                 value = row.get(col)
-                cells += ["", ""] if value is None else [repr(value[0]), repr(value[1])]
+                if value is None:
+                    cells += ["", ""]
+                else:
+                    cells += [NA, NA] if _missing(value) else [repr(value[0]), repr(value[1])]
         writer.writerow(cells)
     return out.getvalue()
 
