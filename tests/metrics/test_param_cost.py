@@ -61,3 +61,89 @@ def test_unknown_method_and_missing_config_are_clear_errors(tmp_path):
         method_cost("no_such_method", {}, None, 1)
     with pytest.raises(PipelineError, match="unet/config.json: base model config missing"):
         profile_costs(config.load(overrides=["profile=smoke"]), tmp_path)
+
+
+# The Stable Diffusion pointer base (models/<profile>/base/stable_diffusion.json): the configs come from the
+# model it names, a local diffusers folder or the hub cache, configs only (no weights read).
+# The stand-in (tests/paper_fixtures.py) has SD v1's 16 cross-attention transformer blocks (down 3 x 2 at
+# 32, 32, 64 channels, mid 1 at 64, up 3 x 3 at 64, 32, 32), K and V each channels x 32:
+SD_STAND_IN_KV = 2 * (2 * 32 + 2 * 32 + 2 * 64 + 64 + 3 * 64 + 3 * 32 + 3 * 32) * 32  # sum of out * in = 45,056
+SD_STAND_IN_LORA16 = 2 * 16 * (2 * (32 + 32) + 2 * (32 + 32) + 2 * (64 + 32) + (64 + 32) + 3 * (64 + 32)
+                               + 3 * (32 + 32) + 3 * (32 + 32))  # sum of r (out + in), r = 16: 38,912
+
+
+@pytest.fixture(scope="module")
+def sd_folder(tmp_path_factory):
+    from tests.paper_fixtures import sd_v1_folder
+
+    return sd_v1_folder(tmp_path_factory.mktemp("sd") / "sd-v1")
+
+
+def _pointer(base, model, revision="main", cache_dir=None):
+    import json
+
+    from continual_diffusion.base_model import MANIFEST, POINTER
+
+    base.mkdir(parents=True)
+    (base / POINTER).write_text(json.dumps({"model": str(model), "revision": revision, "cache_dir": cache_dir}))
+    (base / MANIFEST).write_text("{}")
+    return base
+
+
+def _check_stand_in_costs(costs):
+    base = costs["base"]["faces"]
+    assert base["custom_diffusion_seq"]["unet_trained_per_task"] == SD_STAND_IN_KV == 45_056
+    assert base["clora"]["unet_trained_per_task"] == SD_STAND_IN_LORA16 == 38_912  # the paper's rank 16
+    assert base["clora"]["token_params_per_task"] == 32  # the stand-in's text hidden size
+    assert base["dreambooth"]["unet_trained_per_task"] == base["dreambooth"]["unet_params"]
+    assert round(costs["sd_v1"]["faces"]["clora"]["n_param_percent"], 3) == 0.092
+
+
+def test_profile_costs_of_the_stable_diffusion_pointer_read_the_folder_it_names(sd_folder, tmp_path):
+    import json
+
+    from continual_diffusion.base_model import build_base
+    from continual_diffusion.models.sd_v1 import parameter_costs
+    from continual_diffusion.metrics.param_cost import unet_from_config
+
+    cfg = config.load(overrides=["profile=paper_faces", f"model.stable_diffusion.path={sd_folder}"])
+    build_base(cfg, tmp_path, tmp_path / "base")  # the base_model stage: a pointer, no copy
+    assert not (tmp_path / "base" / "unet").exists()
+    costs = profile_costs(cfg, tmp_path / "base")
+    _check_stand_in_costs(costs)
+    unet = unet_from_config(json.loads((sd_folder / "unet" / "config.json").read_text()))
+    assert costs["base"]["faces"]["dreambooth"]["unet_params"] == parameter_costs(unet, 1)["unet_params"]
+
+
+def test_profile_costs_of_a_hub_id_read_the_configs_from_the_cache_only(sd_folder, tmp_path):
+    """A hub cache holding only the two config files (no weights) is enough; revision and cache_dir are the
+    pointer's."""
+    import shutil
+
+    cfg = config.load(overrides=["profile=paper_faces"])
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--someone--sd-v1-stand-in"
+    for name in ("unet", "text_encoder"):
+        (repo / "snapshots" / commit / name).mkdir(parents=True)
+        shutil.copyfile(sd_folder / name / "config.json", repo / "snapshots" / commit / name / "config.json")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    for revision in ("main", commit):
+        base = _pointer(tmp_path / f"base_{revision[:4]}", "someone/sd-v1-stand-in", revision, str(tmp_path / "hub"))
+        _check_stand_in_costs(profile_costs(cfg, base))
+
+
+def test_a_stable_diffusion_pointer_without_its_model_is_a_one_line_error(sd_folder, tmp_path):
+    cfg = config.load(overrides=["profile=paper_faces"])
+    base = _pointer(tmp_path / "hub_base", "CompVis/stable-diffusion-v1-4", "main", str(tmp_path / "empty_hub"))
+    with pytest.raises(PipelineError, match=r"CompVis/stable-diffusion-v1-4@main: unet/config.json not found "
+                                            r"offline in .*empty_hub") as err:
+        profile_costs(cfg, base)
+    assert "\n" not in str(err.value)
+    with pytest.raises(PipelineError, match="no-such-folder: Stable Diffusion folder that .* names not found"):
+        profile_costs(cfg, _pointer(tmp_path / "gone", tmp_path / "no-such-folder"))
+    partial = tmp_path / "partial"
+    (partial / "unet").mkdir(parents=True)
+    (partial / "unet" / "config.json").write_text((sd_folder / "unet" / "config.json").read_text())
+    with pytest.raises(PipelineError, match=r"partial/text_encoder/config.json: config of the Stable Diffusion folder"):
+        profile_costs(cfg, _pointer(tmp_path / "partial_base", partial))

@@ -201,3 +201,99 @@ def test_canonical_safetensors_sorts_the_header_and_keeps_the_tensors(tmp_path):
     once = path.read_bytes()
     canonical_safetensors(path)
     assert path.read_bytes() == once
+
+
+# ----- the Stable Diffusion pointer base (paper profiles): models/<profile>/base/ holds stable_diffusion.json
+# naming the model (a local folder or a hub id in the hub cache), not the model itself.
+SD_RANK = 16  # the paper profiles' LoRA rank
+
+
+def fake_chain(runs, unet, tasks=2, rank=SD_RANK, hidden=32):
+    """Task files as a LoRA-type chain writes them (method.<module>.lora_A / lora_B, token.row), random."""
+    from safetensors.torch import save_file
+
+    from continual_diffusion.models.sd_v1 import kv_shapes
+    from continual_diffusion.reports.export import METHOD_PREFIX, TOKEN_KEY
+
+    g = torch.Generator().manual_seed(0)
+    for t in range(1, tasks + 1):
+        state = {TOKEN_KEY: torch.randn(hidden, generator=g)}
+        for name, (out, inp) in kv_shapes(unet).items():
+            state[f"{METHOD_PREFIX}{name}.lora_A"] = torch.randn(rank, inp, generator=g) / inp ** 0.5
+            state[f"{METHOD_PREFIX}{name}.lora_B"] = torch.randn(out, rank, generator=g) / rank
+        (runs / f"task_{t:02d}").mkdir(parents=True)
+        save_file(state, str(runs / f"task_{t:02d}" / "task.safetensors"))
+    return runs
+
+
+@pytest.fixture(scope="module")
+def sd_chain(tmp_path_factory):
+    """The SD v1 stand-in as a local folder and as a hub cache entry (a full snapshot), a random 2-task
+    C-LoRA chain on it, and the paper_faces configuration shrunk to 2 tasks and 2 sampling steps."""
+    from diffusers import UNet2DConditionModel
+
+    from tests.paper_fixtures import sd_v1_folder
+
+    root = tmp_path_factory.mktemp("sd_export")
+    sd = sd_v1_folder(root / "sd-v1")
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = root / "hub" / "models--someone--sd-v1-stand-in"
+    shutil.copytree(sd, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    runs = fake_chain(root / "runs", UNet2DConditionModel.from_pretrained(sd, subfolder="unet"))
+    cfg = config.load(overrides=["profile=paper_faces", "data.faces.n_tasks=2", "evaluation.inference_steps=2"])
+    return cfg, root, sd, runs
+
+
+def sd_pointer(base, model, cache_dir=None):
+    from continual_diffusion.base_model import MANIFEST, POINTER
+
+    base.mkdir(parents=True)
+    (base / POINTER).write_text(json.dumps({"model": str(model), "revision": "main", "cache_dir": cache_dir}))
+    (base / MANIFEST).write_text("{}")
+    return base
+
+
+@pytest.mark.parametrize("where", ["folder", "hub"])
+def test_export_on_the_stable_diffusion_pointer_loads_with_its_snippet(sd_chain, tmp_path, where):
+    """The snippet of export.json, run as it stands, loads the pointed-to model (from the pointer's hub cache:
+    nothing else has it) on this machine's device and applies the LoRA and the tokens."""
+    from continual_diffusion.models.sd_v1 import kv_shapes
+
+    cfg, root, sd, runs = sd_chain
+    if where == "folder":
+        base = sd_pointer(tmp_path / "base", sd)
+    else:
+        base = sd_pointer(tmp_path / "base", "someone/sd-v1-stand-in", cache_dir=str(root / "hub"))
+    manifest = export_chain(cfg, "faces", "clora", SEED, runs, base, tmp_path / "export")
+    assert manifest["base"]["pretrained"] == (str(sd) if where == "folder" else "someone/sd-v1-stand-in")
+    assert manifest["rank"] == 2 * SD_RANK and manifest["tokens"] == ["<v1>", "<v2>"]
+    snippet = manifest["load"]
+    assert "dtype=dtype" in snippet[2] and snippet[2].endswith(".to(device)") and "revision='main'" in snippet[2]
+    assert ("cache_dir=" in snippet[2]) == (where == "hub")
+    namespace: dict = {}
+    exec("\n".join(snippet), namespace)  # noqa: S102 (the exported snippet itself)
+    pipe = namespace["pipe"]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    assert pipe.device.type == device and pipe.unet.dtype == (torch.bfloat16 if device == "cuda" else torch.float32)
+    assert type(pipe.scheduler).__name__ == "DDIMScheduler" and namespace["image"].size == (64, 64)
+    tasks = read_chain(runs, 2)
+    adapted = {name: m for name, m in pipe.unet.named_modules() if getattr(m, "r", None)}
+    assert set(adapted) == set(kv_shapes(pipe.unet)) and len(adapted) == 32  # SD v1's 32 K/V matrices
+    for name, layer in adapted.items():
+        assert layer.r == {"default_0": 2 * SD_RANK} and layer.scaling == {"default_0": 1.0}
+        a, b = layer.lora_A["default_0"].weight.float().cpu(), layer.lora_B["default_0"].weight.float().cpu()
+        expected = sum(t["adapters"][name][1] @ t["adapters"][name][0] for t in tasks)
+        assert torch.allclose(b @ a, expected, atol=1e-5 if device == "cpu" else 1e-2)
+    ids = pipe.tokenizer.convert_tokens_to_ids(["<v1>", "<v2>"])
+    rows = pipe.text_encoder.get_input_embeddings().weight[ids].float().cpu()
+    assert torch.allclose(rows, torch.stack([t["token_row"] for t in tasks]), atol=1e-6 if device == "cpu" else 1e-2)
+
+
+def test_the_miniature_snippet_stays_the_five_cpu_lines(chains):
+    _, root, base = chains
+    manifest = json.loads((root / "export" / "clora" / MANIFEST).read_text())
+    assert manifest["base"] == {"pretrained": str(base), "revision": None, "folder": str(base),
+                                "base_json_sha256": manifest["base"]["base_json_sha256"]}
+    assert len(manifest["load"]) == 5 and "cuda" not in "".join(manifest["load"])

@@ -39,6 +39,47 @@ def unet_from_config(config: dict):
     return build_unet({k: v for k, v in config.items() if not k.startswith("_")}, device="meta")
 
 
+POINTER = "stable_diffusion.json"  # base_model.POINTER (not imported: base_model.py is not report-stage code)
+CONFIGS = ("unet/config.json", "text_encoder/config.json")
+
+
+def base_configs(base: Path) -> tuple[dict, dict]:
+    """(U-Net config, text-encoder config) of the base_model stage's folder ``base``, read as JSON only
+    (no weights): the miniature's own files, or, for the Stable Diffusion pointer (``stable_diffusion.json``),
+    those of the model it names: a local diffusers folder, or a hub id resolved in the local hub cache
+    (the pointer's ``revision`` and ``cache_dir``; never downloaded)."""
+    pointer = base / POINTER
+    if not pointer.is_file():
+        paths = [base / name for name in CONFIGS]
+        for path in paths:
+            if not path.exists():
+                raise PipelineError(f"{path}: base model config missing (run the base_model stage)")
+        return tuple(json.loads(p.read_text()) for p in paths)
+    ref = json.loads(pointer.read_text())
+    source, revision, cache_dir = str(ref["model"]), ref.get("revision"), ref.get("cache_dir")
+    folder = Path(source)
+    if folder.is_dir():
+        paths = [folder / name for name in CONFIGS]
+        for path in paths:
+            if not path.is_file():
+                raise PipelineError(f"{path}: config of the Stable Diffusion folder that {pointer} names is missing")
+        return tuple(json.loads(p.read_text()) for p in paths)
+    if source.startswith((".", "/")) or source.count("/") != 1:  # as models/stable_diffusion.py decides
+        raise PipelineError(f"{source}: Stable Diffusion folder that {pointer} names not found")
+    from huggingface_hub import hf_hub_download
+
+    configs = []
+    for name in CONFIGS:
+        try:
+            path = hf_hub_download(source, name, revision=revision, cache_dir=cache_dir, local_files_only=True)
+        except Exception as exc:  # noqa: BLE001 (LocalEntryNotFoundError, a bad revision, ...: all "not there")
+            where = cache_dir or "the Hugging Face cache (HF_HOME)"
+            raise PipelineError(f"{source}@{revision or 'main'}: {name} not found offline in {where} (the model "
+                                f"{pointer} names; {type(exc).__name__})") from None
+        configs.append(json.loads(Path(path).read_text()))
+    return tuple(configs)
+
+
 def method_cost(method: str, params: dict, unet, token_dim: int) -> dict:
     """Parameters trained and stored per task by ``method`` with ``params`` on ``unet``."""
     if method not in COSTS:
@@ -60,15 +101,12 @@ def profile_costs(cfg: dict, base: Path) -> dict:
     """{"base": {benchmark: {method: cost}}, "sd_v1": {benchmark: {method: cost}}} for every benchmark
     of the run and every method of ``methods`` (those of ``train.methods`` first): the profile's own
     U-Net (``base``/unet/config.json) with the method's parameters for that benchmark (a rank may be
-    given per benchmark, ``config.method_params``) and, for comparison with the paper, SD v1.x with the
+    given per benchmark, ``config.method_params``; the configs of the model a Stable Diffusion pointer
+    names, ``base_configs``) and, for comparison with the paper, SD v1.x with the
     paper's parameters (the ``profiles.paper_<benchmark>`` methods over the profile's own)."""
-    config_path = Path(base) / "unet" / "config.json"
-    text_path = Path(base) / "text_encoder" / "config.json"
-    for path in (config_path, text_path):
-        if not path.exists():
-            raise PipelineError(f"{path}: base model config missing (run the base_model stage)")
-    unet = unet_from_config(json.loads(config_path.read_text()))
-    token_dim = int(json.loads(text_path.read_text())["hidden_size"])
+    unet_config, text_config = base_configs(Path(base))
+    unet = unet_from_config(unet_config)
+    token_dim = int(text_config["hidden_size"])
     sd_unet = build_unet(SD_V1_UNET_CONFIG, device="meta")
     methods = sorted(cfg["methods"], key=lambda m: (m not in cfg["train"]["methods"], m))  # every method
     out: dict = {"base": {}, "sd_v1": {}}

@@ -15,7 +15,8 @@ export folder holds
   learned_embeds_v<t>.safetensors   one per concept token <v_t>: {"<v_t>": 1 x hidden}, the format
                                     ``load_textual_inversion`` reads (diffusers' own TI scripts)
   export.json                       method, benchmark, seed, tasks, tokens, ranks, file hashes and
-                                    a Python snippet that loads it all into a plain pipeline
+                                    a Python snippet that loads it all into a plain pipeline (for
+                                    Stable Diffusion from the pointer's hub cache, on the GPU if any)
 Only safetensors are read and written. The folder is written to a temporary sibling and renamed.
 
 Precision: with the default alpha (s = 1) the concatenation is exact; the sampler adds the
@@ -132,7 +133,8 @@ def base_reference(base: Path) -> dict:
     pointer = base / "stable_diffusion.json"  # base_model.POINTER: the paper's model, not a copy
     if pointer.is_file():
         ref = json.loads(pointer.read_text())
-        return {"pretrained": ref["model"], "revision": ref.get("revision"), "folder": str(base)}
+        return {"pretrained": ref["model"], "revision": ref.get("revision"), "cache_dir": ref.get("cache_dir"),
+                "folder": str(base)}
     if not (base / "model_index.json").is_file():
         raise PipelineError(f"{base / 'model_index.json'}: base model not found (run the base_model stage)")
     manifest = base / "base.json"
@@ -141,13 +143,32 @@ def base_reference(base: Path) -> dict:
 
 
 def load_snippet(out: Path, base: dict, tokens: list[str], sampling: dict) -> list[str]:
-    """Five lines of Python that load the export into a plain pipeline and sample the last concept."""
+    """Lines of Python that load the export into a plain pipeline and sample the last concept.
+
+    The miniature's base (a folder): five lines, on the CPU in fp32. Stable Diffusion (``base`` from the
+    pointer, which has ``cache_dir``): six, the model from the pointer's revision and hub cache, on the GPU
+    in bf16 when there is one (fp32 on the CPU), as ``runtime: auto`` runs the paper profiles' jobs
+    (``dtype=``: diffusers >= 0.36's name of ``torch_dtype``); the LoRA and the tokens load in its dtype.
+    """
     revision = f", revision={base['revision']!r}" if base.get("revision") else ""
     files = ", ".join(f"f'{{out}}/{embedding_file(t)}'" for t in tokens)
     scheduler = SCHEDULER_CLASSES[sampling["scheduler"]]
-    return [
-        f"from diffusers import {scheduler}, StableDiffusionPipeline",
-        f"out = {str(out)!r}; pipe = StableDiffusionPipeline.from_pretrained({base['pretrained']!r}{revision}, safety_checker=None)",
+    if "cache_dir" in base:  # Stable Diffusion through the pointer (base_reference)
+        cache_dir = f", cache_dir={base['cache_dir']!r}" if base.get("cache_dir") else ""
+        head = [
+            f"import torch; from diffusers import {scheduler}, StableDiffusionPipeline",
+            "device = 'cuda' if torch.cuda.is_available() else 'cpu'; "
+            "dtype = torch.bfloat16 if device == 'cuda' else torch.float32",
+            f"out = {str(out)!r}; pipe = StableDiffusionPipeline.from_pretrained({base['pretrained']!r}{revision}"
+            f"{cache_dir}, dtype=dtype, safety_checker=None).to(device)",
+        ]
+    else:
+        head = [
+            f"from diffusers import {scheduler}, StableDiffusionPipeline",
+            f"out = {str(out)!r}; pipe = StableDiffusionPipeline.from_pretrained({base['pretrained']!r}{revision}, "
+            f"safety_checker=None)",
+        ]
+    return head + [
         f"pipe.scheduler = {scheduler}.from_config(pipe.scheduler.config)",
         f"pipe.load_lora_weights(out, weight_name={LORA_FILE!r}); pipe.load_textual_inversion([{files}], use_safetensors=True)",
         f"image = pipe('a photo of {tokens[-1]}', num_inference_steps={sampling['inference_steps']}, "
