@@ -16,6 +16,7 @@ include: "workflow/rules/evaluator.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/resources.smk"  # gpu / mem_mb / runtime of the model rules (params' resources)
 
 
 # Every DVC stage's outputs are targets, not only the reports: a deleted task folder (or base model,

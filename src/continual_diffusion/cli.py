@@ -42,6 +42,14 @@ def _config(args: argparse.Namespace) -> dict:
     return config.load(args.params or [Path("params.yaml")], inherited + list(args.overrides))
 
 
+def _gpu_slot(cfg: dict) -> None:
+    """A job that runs on the GPU (runtime.device not cpu) takes one GPU of the machine for itself before
+    CUDA starts; nothing on the CPU, without GPUs, or when a scheduler set CUDA_VISIBLE_DEVICES (gpu_slots.py)."""
+    from .gpu_slots import claim
+
+    claim(cfg)
+
+
 def cmd_config(args: argparse.Namespace) -> None:
     import yaml
 
@@ -106,6 +114,7 @@ def cmd_evaluator(args: argparse.Namespace) -> None:
 
     cfg = _config(args)
     bench = benchmark_config(cfg, args.benchmark)
+    _gpu_slot(cfg)
     if bench["data"]["source"].startswith("synthetic_"):
         with job_numerics(cfg):
             train_evaluator(cfg, bench, args.tasks / "tasks.json", args.out, base=args.base)
@@ -152,6 +161,7 @@ def cmd_train_task(args: argparse.Namespace) -> None:
     if args.same_as is not None:
         copy_task(cfg, args.benchmark, args.method, args.seed, args.task, args.base, args.runs, args.same_as)
         return
+    _gpu_slot(cfg)
     with job_numerics(cfg):
         run_task(cfg, args.benchmark, args.method, args.seed, args.task, Path("data") / cfg["profile"], args.base,
                  args.runs, args.checkpoints)
@@ -163,6 +173,7 @@ def cmd_evaluate_task(args: argparse.Namespace) -> None:
 
     cfg = _config(args)
     _check_chain(cfg, args)
+    _gpu_slot(cfg)
     with job_numerics(cfg):
         evaluate_task(cfg, args.benchmark, args.method, args.seed, args.task, args.base, args.runs, args.evaluator,
                       args.out, Path("data") / cfg["profile"])
@@ -171,7 +182,9 @@ def cmd_evaluate_task(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from .reports.export import export_main
 
-    export_main(args, _config(args))
+    cfg = _config(args)
+    _gpu_slot(cfg)
+    export_main(args, cfg)
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
