@@ -78,6 +78,17 @@ def sd_v1_random(runtime: Runtime, resolution: int, tokenizer_dir: Path, seed: i
     return Model(tokenizer, text, vae, unet, scheduler, runtime)
 
 
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), else the machine type."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -169,7 +180,8 @@ def markdown(report: dict) -> str:
              f"torch {report['torch']}, resolution {report['resolution']}, batch {report['batch_size']}, "
              f"timed steps {report['steps']} after {report['warmup']} warm-up steps; sampling {report['sample_steps']} "
              f"DDIM steps with CFG, scaled to the paper's {report['paper_inference_steps']}.", "",
-             "| method | dtype | step (s) | train peak (MB) | sample (s / image, paper steps) | load (s) | table hours |",
+             f"| method | dtype | step (s) | {'train peak, GPU' if unit == 'GPU' else 'process peak RSS so far'} (MB) "
+             "| sample (s / image, paper steps) | load (s) | table hours |",
              "|---|---|---|---|---|---|---|"]
     for dtype, per_method in report["methods"].items():
         for name, m in per_method.items():
@@ -183,7 +195,8 @@ def markdown(report: dict) -> str:
                      f"**{total:.1f} {unit}-hours** per seed.")
     if unit == "CPU":
         lines += ["", "Measured on a CPU: this shows that the paper code path runs and what it costs there; "
-                  "the GPU path is unmeasured by this run."]
+                  "the GPU path is unmeasured by this run. The memory column is the process's peak resident "
+                  "set so far (it never decreases: the methods after DreamBooth inherit its peak)."]
     return "\n".join(lines) + "\n"
 
 
@@ -204,7 +217,11 @@ def main(argv=None) -> int:
                         help="CPU evidence: 1 warm-up + 1 timed step, tiny replay / Fisher / samples")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, required=True, help="JSON; a .md beside it")
+    parser.add_argument("--render", action="store_true", help="only write the .md again from the saved --out JSON")
     args = parser.parse_args(argv)
+    if args.render:
+        args.out.with_suffix(".md").write_text(markdown(json.loads(args.out.read_text())))
+        return 0
     if args.quick:
         args.task1_steps, args.warmup, args.steps, args.sample_steps, args.sample_images = 1, 1, 1, 2, 1
     if args.warmup < 1 or args.steps < 1:
@@ -216,7 +233,7 @@ def main(argv=None) -> int:
     dtypes = (args.dtypes or ("fp32,bf16" if device.type == "cuda" else "fp32")).split(",")
     paper = {b: config.load(overrides=[f"profile=paper_{b}"]) for b in ("faces", "landmarks")}
     report = {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
-              else platform.processor() or platform.machine(), "torch": torch.__version__,
+              else cpu_name(), "torch": torch.__version__,
               "cuda": torch.version.cuda, "resolution": args.resolution, "batch_size": args.batch_size,
               "steps": args.steps, "warmup": args.warmup, "sample_steps": args.sample_steps,
               "paper_inference_steps": paper["faces"]["evaluation"]["inference_steps"],
