@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -111,3 +112,14 @@ def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 600) -> su
 def tree_bytes(root: Path) -> dict[str, bytes]:
     """Relative path -> content of every file under ``root``."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def dry_run_job_fields(text: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, {field: value}) of every job a ``snakemake -n`` output lists (input, output, wildcards,
+    resources, ...: the indented lines under each ``rule <name>:``)."""
+    jobs = []
+    for block in re.split(r"\n(?=\[.*\]\n(?:local)?rule )", text):
+        match = re.search(r"rule (\w+):\n((?:    .*\n?)*)", block)
+        if match:
+            jobs.append((match.group(1), dict(re.findall(r"^    (\w+): (.*)$", match.group(2), flags=re.M))))
+    return jobs

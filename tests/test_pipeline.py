@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from continual_diffusion import pipeline
-from tests.helpers import REPO, run, workflow_copy
+from tests.helpers import REPO, dry_run_job_fields, run, workflow_copy
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +41,8 @@ def test_every_snakemake_rule_belongs_to_a_stage(workdir):
 def dry_run_jobs(workdir, profile):
     """(rule, inputs, outputs) of every job of a forced dry run."""
     text = run(["snakemake", "-n", "--forceall", "--config", f"profile={profile}"], workdir).stdout
-    jobs = []
-    for block in re.split(r"\n(?=\[.*\]\n(?:local)?rule )", text):
-        match = re.search(r"rule (\w+):\n((?:    .*\n?)*)", block)
-        if not match:
-            continue
-        fields = dict(re.findall(r"^    (\w+): (.*)$", match.group(2), flags=re.M))
-        split = lambda key: [x for x in fields.get(key, "").split(", ") if x]
-        jobs.append((match.group(1), split("input"), split("output")))
-    return jobs
+    split = lambda fields, key: [x for x in fields.get(key, "").split(", ") if x]
+    return [(rule, split(fields, "input"), split(fields, "output")) for rule, fields in dry_run_job_fields(text)]
 
 
 @pytest.mark.parametrize("profile", ["tiny", "smoke", "paper_faces", "paper_landmarks"])

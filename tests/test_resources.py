@@ -11,7 +11,7 @@ import yaml
 
 from continual_diffusion import config, pipeline
 from continual_diffusion.errors import PipelineError
-from tests.helpers import REPO, run, workflow_copy
+from tests.helpers import REPO, dry_run_job_fields, run, workflow_copy
 
 MODEL_RULES = set(config.RESOURCE_RULES)
 
@@ -23,15 +23,8 @@ def workdir(tmp_path_factory):
 
 def job_resources(text: str) -> list[tuple[str, dict, dict]]:
     """(rule, wildcards, resources) of every job of a dry run's output."""
-    jobs = []
-    for block in re.split(r"\n(?=\[.*\]\n(?:local)?rule )", text):
-        match = re.search(r"rule (\w+):\n((?:    .*\n?)*)", block)
-        if not match:
-            continue
-        fields = dict(re.findall(r"^    (\w+): (.*)$", match.group(2), flags=re.M))
-        pairs = lambda key: dict(p.split("=", 1) for p in fields.get(key, "").split(", ") if "=" in p)
-        jobs.append((match.group(1), pairs("wildcards"), pairs("resources")))
-    return jobs
+    pairs = lambda fields, key: dict(p.split("=", 1) for p in fields.get(key, "").split(", ") if "=" in p)
+    return [(rule, pairs(fields, "wildcards"), pairs(fields, "resources")) for rule, fields in dry_run_job_fields(text)]
 
 
 def dry_run(workdir, *args: str) -> list[tuple[str, dict, dict]]:
