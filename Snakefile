@@ -1,5 +1,5 @@
 # The Continual Diffusion pipeline. Thin by design: configuration, shared helpers and one file of
-# rules per stage under workflow/rules/. The stage list lives in src/continual_diffusion/pipeline.py
+# rules per stage under workflow/rules/. The stage list lives in src/continual_diffusion/orchestration/pipeline.py
 # (dvc.yaml is generated from it). Run:  snakemake --cores all   (or: dvc repro)
 from snakemake.utils import min_version
 

@@ -16,7 +16,7 @@ Two settings test the MKL part of the difference between CPU vendors: ``avx2_mkl
 MKL runs on non-Intel CPUs: there it ignores ``MKL_CBWR=AVX2`` and runs AUTO) and
 ``avx2_mkl_compatible_no_onednn`` (the same with ``torch.backends.mkldnn`` off, so that convolutions run torch's
 own kernels and MKL's GEMM instead of oneDNN). ``portable`` (params ``cpu_isa: portable``) adds exact square
-roots to ``avx2_mkl_compatible`` (src/continual_diffusion/numerics.py). For each setting the record keeps the branch MKL reports
+roots to ``avx2_mkl_compatible`` (src/continual_diffusion/utils/numerics.py). For each setting the record keeps the branch MKL reports
 (``MKL_VERBOSE``: ``CNR:AVX2``, ``CNR:AUTO``, ...) and the CPU it ran on. Compare two machines' records (the
 task file and sample hashes of each setting):
 
@@ -41,7 +41,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
-from continual_diffusion.config import ISA_ENVIRONMENT  # noqa: E402
+from continual_diffusion.utils.config import ISA_ENVIRONMENT  # noqa: E402
 
 CAPS = ISA_ENVIRONMENT["avx2"]  # what params' cpu_isa: avx2 sets for every job
 NAMES = {"ATEN_CPU_CAPABILITY": "aten_avx2", "ONEDNN_MAX_CPU_ISA": "onednn_avx2", "MKL_CBWR": "mkl_avx2"}
@@ -118,7 +118,7 @@ def main() -> None:
         raise SystemExit(compare(args.compare))
     if args.out is None:
         p.error("--out is required (or --compare A.json B.json)")
-    from continual_diffusion.record import CPU_GENERATION_FIELDS, cpu_description
+    from continual_diffusion.orchestration.record import CPU_GENERATION_FIELDS, cpu_description
 
     base_env = {k: v for k, v in os.environ.items() if k not in (*CAPS, "CDIFF_WARM", "CDIFF_OVERRIDES")}
     base_env.update(PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1",

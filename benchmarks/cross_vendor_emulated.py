@@ -43,7 +43,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
-from continual_diffusion.config import ISA_ENVIRONMENT  # noqa: E402
+from continual_diffusion.utils.config import ISA_ENVIRONMENT  # noqa: E402
 
 # the CLI with every torch.optim.AdamW fused (its own kernel, no MKL sqrt): --fused-adamw, an experiment
 FUSED_ADAMW_MAIN = ("import functools, runpy, sys, torch; torch.optim.AdamW = functools.partial(torch.optim.AdamW, "
@@ -187,7 +187,7 @@ def main() -> None:
     if shutil.which("qemu-x86_64") is None:
         raise SystemExit("qemu-x86_64 not found: apt-get install qemu-user")
     plan = [(s, m) for s in args.settings for m in (None, INTEL_MODEL, AMD_MODEL)]
-    from continual_diffusion.record import cpu_description
+    from continual_diffusion.orchestration.record import cpu_description
 
     vendor = host_vendor()
     if args.ops:

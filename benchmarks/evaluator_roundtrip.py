@@ -24,9 +24,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from continual_diffusion import config  # noqa: E402
-from continual_diffusion.config import benchmark_config  # noqa: E402
-from continual_diffusion.evaluator import _accuracy, heldout_renders, load_evaluator, predict, vae_roundtrip  # noqa: E402
+from continual_diffusion.utils import config  # noqa: E402
+from continual_diffusion.utils.config import benchmark_config  # noqa: E402
+from continual_diffusion.models.identity_net import load_evaluator, predict  # noqa: E402
+from continual_diffusion.stages.identity_evaluator import _accuracy, heldout_renders, vae_roundtrip  # noqa: E402
 from continual_diffusion.metrics.identity import identity_scores  # noqa: E402
 
 

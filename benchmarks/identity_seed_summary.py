@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from continual_diffusion.matrices import metric_matrix  # noqa: E402
+from continual_diffusion.stages.report.matrices import metric_matrix  # noqa: E402
 
 from continual_diffusion.metrics.continual import chain_metrics  # noqa: E402
 

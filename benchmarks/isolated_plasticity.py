@@ -25,11 +25,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from continual_diffusion import config  # noqa: E402
-from continual_diffusion.chain import build_model, restore_chain, run_task  # noqa: E402
-from continual_diffusion.evaluator import load_evaluator, predict  # noqa: E402
+from continual_diffusion.utils import config  # noqa: E402
+from continual_diffusion.core.chain import build_model, restore_chain  # noqa: E402
+from continual_diffusion.stages.train import run_task  # noqa: E402
+from continual_diffusion.models.identity_net import load_evaluator, predict  # noqa: E402
 from continual_diffusion.methods import MethodEnv, make_method  # noqa: E402
-from continual_diffusion.sampling import generate  # noqa: E402
+from continual_diffusion.core.sampling import generate  # noqa: E402
 
 
 def main() -> None:

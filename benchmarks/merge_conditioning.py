@@ -13,13 +13,13 @@ from pathlib import Path
 
 import torch
 
-from continual_diffusion import config
-from continual_diffusion.chain import build_model, restore_chain
+from continual_diffusion.utils import config
+from continual_diffusion.core.chain import build_model, restore_chain
 from continual_diffusion.methods import MethodEnv, make_method
 from continual_diffusion.methods.custom_diffusion import prompt_features, regularization_prompts
 from continual_diffusion.models import kv_merge
 from continual_diffusion.models.tokens import concept_token, prompt_for
-from continual_diffusion.training import prompt_ids
+from continual_diffusion.core.training import prompt_ids
 
 
 def token_through_eos(model, token: str) -> torch.Tensor:

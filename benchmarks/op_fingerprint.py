@@ -58,7 +58,7 @@ def fingerprints() -> dict[str, str]:
     out["sqrt (float32)"] = digest(torch.sqrt(pos))
     out["pow 0.5 (float32; diffusers' schedulers)"] = digest(pos**0.5)
     out["sqrt (float64)"] = digest(torch.sqrt(pos.double()))
-    from continual_diffusion.numerics import exact_sqrt
+    from continual_diffusion.utils.numerics import exact_sqrt
 
     with exact_sqrt():  # cpu_isa: portable
         out["sqrt, pow 0.5 (float32, float64) under exact_sqrt"] = digest(torch.sqrt(pos), pos**0.5,

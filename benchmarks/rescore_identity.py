@@ -24,7 +24,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from continual_diffusion.evaluator import load_evaluator, predict  # noqa: E402
+from continual_diffusion.models.identity_net import load_evaluator, predict  # noqa: E402
 from continual_diffusion.metrics.identity import identity_scores  # noqa: E402
 
 PAD = 2  # sampling.grid's padding

@@ -132,7 +132,7 @@ def main() -> None:
     if args.suite:
         import shutil
 
-        from continual_diffusion import config
+        from continual_diffusion.utils import config
 
         shutil.rmtree(args.work, ignore_errors=True)
         methods = config.load()["train"]["methods"]

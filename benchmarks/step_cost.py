@@ -38,9 +38,9 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
-from continual_diffusion import config as cfg_module  # noqa: E402
+from continual_diffusion.utils import config as cfg_module  # noqa: E402
 from continual_diffusion.models.tiny import build_components, latent_size  # noqa: E402
-from continual_diffusion.record import cpu_description, cpu_generation  # noqa: E402
+from continual_diffusion.orchestration.record import cpu_description, cpu_generation  # noqa: E402
 
 TOKENIZER = REPO / "embedded" / "tiny_base" / "tokenizer"  # the committed miniature's tokenizer
 

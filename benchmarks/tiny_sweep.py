@@ -22,10 +22,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from continual_diffusion import config  # noqa: E402
-from continual_diffusion.chain import run_task  # noqa: E402
-from continual_diffusion.evaluate import evaluate_task  # noqa: E402
-from continual_diffusion.matrices import metric_matrix  # noqa: E402
+from continual_diffusion.utils import config  # noqa: E402
+from continual_diffusion.stages.train import run_task  # noqa: E402
+from continual_diffusion.stages.evaluate import evaluate_task  # noqa: E402
+from continual_diffusion.stages.report.matrices import metric_matrix  # noqa: E402
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ SMALL = dict(
 
 def tiny_from_params(benchmark: str) -> tuple[dict, int, int, int, int]:
     """The default miniature's U-Net (model.spec in params.yaml), C-LoRA's rank on ``benchmark`` and the batch."""
-    from continual_diffusion.config import load, method_params
+    from continual_diffusion.utils.config import load, method_params
 
     cfg = load([Path(__file__).resolve().parents[1] / "params.yaml"])
     spec = cfg["model"]["spec"]

@@ -9,6 +9,6 @@ for key, value in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATAS
 
 @pytest.fixture
 def smoke_cfg():
-    from continual_diffusion import config
+    from continual_diffusion.utils import config
 
     return config.load(overrides=["profile=smoke"])

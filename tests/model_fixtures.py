@@ -6,7 +6,7 @@ import torch
 
 from continual_diffusion.models.tiny import build_components
 from continual_diffusion.models.tokenizer import train_clip_bpe
-from continual_diffusion.training import Model, encode_latents
+from continual_diffusion.core.training import Model, encode_latents
 
 SPEC = dict(
     resolution=16, vae_channels=[8, 16], latent_channels=4, unet_channels=[16, 32], unet_attention=[True, False],
@@ -34,8 +34,8 @@ def saved_base(folder) -> "Path":
     """The tiny random model saved as a base_model stage output (diffusers layout + base.json)."""
     from pathlib import Path
 
-    from continual_diffusion.base_model import MANIFEST, file_hashes
-    from continual_diffusion.io_utils import json_text
+    from continual_diffusion.stages.base_model import MANIFEST, file_hashes
+    from continual_diffusion.utils.io import json_text
     from continual_diffusion.models.tiny import save_pipeline
 
     folder = Path(folder)

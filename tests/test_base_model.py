@@ -8,11 +8,12 @@ import time
 import pytest
 import torch
 
-from continual_diffusion import config
-from continual_diffusion.base_model import MANIFEST, build_base, copy_embedded, load_base, pretrain_base, verify
-from continual_diffusion.config import benchmark_config
-from continual_diffusion.data.prepare import prepare_pool
-from continual_diffusion.errors import PipelineError
+from continual_diffusion.utils import config
+from continual_diffusion.models.base_folder import load_base
+from continual_diffusion.stages.base_model import MANIFEST, build_base, copy_embedded, pretrain_base, verify
+from continual_diffusion.utils.config import benchmark_config
+from continual_diffusion.stages.prepare_data import prepare_pool
+from continual_diffusion.utils.errors import PipelineError
 from tests.helpers import REPO
 
 EMBEDDED = REPO / "embedded" / "tiny_base"

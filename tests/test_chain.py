@@ -7,11 +7,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from continual_diffusion import config
-from continual_diffusion.chain import build_model, restore_chain, run_task
-from continual_diffusion.errors import PipelineError
+from continual_diffusion.utils import config
+from continual_diffusion.core.chain import build_model, restore_chain
+from continual_diffusion.stages.train import run_task
+from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.methods import make_method
-from continual_diffusion.sampling import generate
+from continual_diffusion.core.sampling import generate
 from tests.model_fixtures import smoke_workspace, write_task
 
 
@@ -94,7 +95,7 @@ def killed_at(train_task, at: int):
 
 
 def test_a_killed_task_job_resumes_to_identical_bytes(chain, tmp_path, monkeypatch):
-    import continual_diffusion.chain as chain_module
+    import continual_diffusion.stages.train as chain_module
 
     cfg, root, base = chain
     write_task(tmp_path / "data" / "tasks" / "faces" / "task_01", seed=1)
@@ -115,7 +116,7 @@ def test_a_killed_task_job_resumes_to_identical_bytes(chain, tmp_path, monkeypat
 def test_a_checkpoint_of_other_settings_is_discarded_not_resumed(chain, tmp_path, monkeypatch):
     import copy
 
-    import continual_diffusion.chain as chain_module
+    import continual_diffusion.stages.train as chain_module
 
     cfg, root, base = chain
     write_task(tmp_path / "data" / "tasks" / "faces" / "task_01", seed=1)

@@ -1,8 +1,8 @@
 import pytest
 import yaml
 
-from continual_diffusion import config
-from continual_diffusion.errors import PipelineError
+from continual_diffusion.utils import config
+from continual_diffusion.utils.errors import PipelineError
 from tests.helpers import REPO
 
 PROFILES = ["tiny", "smoke", "paper_faces", "paper_landmarks"]

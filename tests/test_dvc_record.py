@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from continual_diffusion.dvc_record import recordable, stray_chains
-from continual_diffusion.pipeline import STAGES
+from continual_diffusion.orchestration.dvc_record import recordable, stray_chains
+from continual_diffusion.orchestration.pipeline import STAGES
 
 CFG = {"profile": "tiny", "benchmarks": ["faces"], "seeds": [0], "train": {"methods": ["clora"]}}
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from continual_diffusion.errors import PipelineError
-from continual_diffusion.evaluate import scheduled_concepts
+from continual_diffusion.utils.errors import PipelineError
+from continual_diffusion.stages.evaluate import scheduled_concepts
 from continual_diffusion.metrics.continual import chain_metrics
 
 import numpy as np

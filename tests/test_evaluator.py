@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from continual_diffusion import config
-from continual_diffusion.config import benchmark_config
-from continual_diffusion.data.prepare import prepare_tasks
-from continual_diffusion.errors import PipelineError
-from continual_diffusion.evaluator import (augment, heldout_renders, load_evaluator, predict, to_input, train_evaluator,
-                                           vae_roundtrip)
+from continual_diffusion.utils import config
+from continual_diffusion.utils.config import benchmark_config
+from continual_diffusion.stages.prepare_data import prepare_tasks
+from continual_diffusion.utils.errors import PipelineError
+from continual_diffusion.models.identity_net import load_evaluator, predict, to_input
+from continual_diffusion.stages.identity_evaluator import augment, heldout_renders, train_evaluator, vae_roundtrip
 from tests.model_fixtures import saved_base
 
 

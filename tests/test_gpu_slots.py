@@ -13,15 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from continual_diffusion import cli, gpu_slots, warm
-from continual_diffusion.errors import PipelineError
+from continual_diffusion import cli
+from continual_diffusion.orchestration import gpu_slots
+from continual_diffusion.orchestration import warm
+from continual_diffusion.utils.errors import PipelineError
 from tests.helpers import REPO, env_with_venv
 
 GPU_CFG = {"runtime": {"device": "cuda"}}
 PARAMS = str(REPO / "params.yaml")
 
 # A process that claims a slot as a job would, prints what it got, and holds it until its stdin closes.
-CLAIMER = ("import sys; from continual_diffusion import gpu_slots; "
+CLAIMER = ("import sys; from continual_diffusion.orchestration import gpu_slots; "
            "print(gpu_slots.claim({'runtime': {'device': 'auto'}}), flush=True); sys.stdin.read()")
 # A process that holds the lock of one GPU (argv[1]: the lock file) until its stdin closes.
 HOLDER = ("import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); "

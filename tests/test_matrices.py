@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from continual_diffusion.errors import PipelineError
-from continual_diffusion.matrices import matrix_csv, metric_matrix, read_metric, write_matrices
+from continual_diffusion.utils.errors import PipelineError
+from continual_diffusion.stages.report.matrices import matrix_csv, metric_matrix, read_metric, write_matrices
 from tests.test_summary import NO_FACE, write_face_results, write_results
 
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from continual_diffusion import config
-from continual_diffusion.numerics import ExactSqrtMode, exact_sqrt, exact_sqrt_of, job_numerics, portable
+from continual_diffusion.utils import config
+from continual_diffusion.utils.numerics import ExactSqrtMode, exact_sqrt, exact_sqrt_of, job_numerics, portable
 
 
 class AtenRoots(TorchDispatchMode):
@@ -126,7 +126,11 @@ def test_a_job_runs_under_the_mode_only_when_portable():
 @pytest.mark.parametrize("command", ["train-task", "evaluate-task", "evaluator", "base-model", "pretrain-base"])
 def test_each_computing_subcommand_runs_its_stage_under_the_jobs_numerics(command, monkeypatch):
     """cli.py enters job_numerics around the stage function of every subcommand that computes."""
-    from continual_diffusion import base_model, chain, cli, evaluate, evaluator
+    from continual_diffusion import cli
+    from continual_diffusion.stages import base_model
+    from continual_diffusion.stages import train as chain
+    from continual_diffusion.stages import evaluate
+    from continual_diffusion.stages import identity_evaluator as evaluator
 
     seen = []
     stage = {"train-task": (chain, "run_task"), "evaluate-task": (evaluate, "evaluate_task"),

@@ -5,7 +5,7 @@ import re
 import pytest
 import yaml
 
-from continual_diffusion import pipeline
+from continual_diffusion.orchestration import pipeline
 from tests.helpers import REPO, dry_run_job_fields, run, workflow_copy
 
 
@@ -114,6 +114,6 @@ def test_the_embedded_base_is_rebuilt_without_the_isa_caps(workdir):
 
 
 def pipeline_isa_caps() -> list[str]:
-    from continual_diffusion.config import ISA_ENVIRONMENT
+    from continual_diffusion.utils.config import ISA_ENVIRONMENT
 
     return list(ISA_ENVIRONMENT["avx2"])

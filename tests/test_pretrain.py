@@ -2,7 +2,7 @@
 
 import torch
 
-from continual_diffusion.pretrain import PhaseConfig, encode_pool, latent_scale, train_denoiser, train_vae
+from continual_diffusion.models.pretrain import PhaseConfig, encode_pool, latent_scale, train_denoiser, train_vae
 from tests.model_fixtures import tiny_model
 
 
@@ -40,7 +40,7 @@ def test_denoiser_phase_learns(tmp_path):
 
 
 def test_min_snr_weights_match_hand_computed_values():
-    from continual_diffusion.pretrain import min_snr_weights
+    from continual_diffusion.models.pretrain import min_snr_weights
 
     alphas_cumprod = torch.tensor([0.99, 0.5, 0.2])  # SNR = 99, 1, 0.25
     w = min_snr_weights(alphas_cumprod, torch.tensor([0, 1, 2]), gamma=5.0)

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from continual_diffusion.progress import progress_bar
+from continual_diffusion.utils.progress import progress_bar
 from tests.helpers import REPO
 
 

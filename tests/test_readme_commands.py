@@ -27,7 +27,8 @@ import subprocess
 
 import pytest
 
-from continual_diffusion import config, pipeline
+from continual_diffusion.utils import config
+from continual_diffusion.orchestration import pipeline
 from continual_diffusion.cli import build_parser
 from tests.helpers import REPO, run, workflow_copy
 

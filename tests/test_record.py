@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from continual_diffusion import record
-from continual_diffusion.config import isa_environment
-from continual_diffusion.errors import PipelineError
+from continual_diffusion.orchestration import record
+from continual_diffusion.utils.config import isa_environment
+from continual_diffusion.utils.errors import PipelineError
 
 SUMMARY = {"faces": {"clora": {"seeds": [0], "accuracy_closed": {
     "plasticity": {"mean": 0.8}, "final": {"mean": 0.7}, "forgetting": {"mean": 0.05},

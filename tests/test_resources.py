@@ -9,8 +9,9 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from continual_diffusion import config, pipeline
-from continual_diffusion.errors import PipelineError
+from continual_diffusion.utils import config
+from continual_diffusion.orchestration import pipeline
+from continual_diffusion.utils.errors import PipelineError
 from tests.helpers import REPO, dry_run_job_fields, run, workflow_copy
 
 MODEL_RULES = set(config.RESOURCE_RULES)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from continual_diffusion.snakemake_timers import end_rescheduling_timers
+from continual_diffusion.orchestration.snakemake_timers import end_rescheduling_timers
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,7 +45,7 @@ def test_the_snakefile_cancels_the_timers_on_success_and_on_error():
 def test_a_run_with_a_long_timespan_ends_with_its_last_job(tmp_path):
     """Without the handler, Snakemake would wait for the last 60-second timer after the last job."""
     (tmp_path / "Snakefile").write_text(
-        "from continual_diffusion.snakemake_timers import end_rescheduling_timers\n"
+        "from continual_diffusion.orchestration.snakemake_timers import end_rescheduling_timers\n"
         "rule all:\n    input: expand('out/{i}', i=range(4))\n"
         "rule one:\n    output: 'out/{i}'\n    shell: 'touch {output}'\n"
         "onsuccess:\n    end_rescheduling_timers()\n")

@@ -46,7 +46,7 @@ def write_results(root, seeds=((0, 1.0), (1, 0.5)), with_meta=True):
 def test_summarize_reads_scores_and_averages_over_seeds(tmp_path):
     import json
 
-    from continual_diffusion.summary import summarize
+    from continual_diffusion.stages.report.summary import summarize
 
     write_results(tmp_path / "results")
     summary = summarize(tmp_path / "results", ["faces"], ["clora"], [0, 1], {"faces": 2}, tmp_path / "out")
@@ -64,7 +64,7 @@ def test_summarize_reads_scores_and_averages_over_seeds(tmp_path):
 
 
 def test_results_without_a_metrics_entry_are_read_as_identity_accuracy(tmp_path):
-    from continual_diffusion.summary import summarize
+    from continual_diffusion.stages.report.summary import summarize
 
     write_results(tmp_path / "results", with_meta=False)
     summary = summarize(tmp_path / "results", ["faces"], ["clora"], [0, 1], {"faces": 2}, tmp_path / "out")
@@ -74,8 +74,8 @@ def test_results_without_a_metrics_entry_are_read_as_identity_accuracy(tmp_path)
 def test_a_seed_evaluated_without_a_metric_is_a_one_line_error_naming_it(tmp_path):
     import json
 
-    from continual_diffusion.errors import PipelineError
-    from continual_diffusion.summary import summarize
+    from continual_diffusion.utils.errors import PipelineError
+    from continual_diffusion.stages.report.summary import summarize
 
     write_results(tmp_path / "results")
     for scores in (tmp_path / "results" / "faces" / "clora" / "seed_1").glob("task_*/scores.json"):
@@ -122,7 +122,7 @@ def write_face_results(root, undefined, methods=("clora", "lora_sequential"), se
 
 
 def summarize_faces(tmp_path, undefined):
-    from continual_diffusion.summary import summarize
+    from continual_diffusion.stages.report.summary import summarize
 
     write_face_results(tmp_path / "results", undefined)
     return summarize(tmp_path / "results", ["faces"], ["clora", "lora_sequential"], [0, 1], {"faces": 3},
@@ -132,7 +132,7 @@ def summarize_faces(tmp_path, undefined):
 def test_a_metric_undefined_for_every_concept_is_missing_with_its_reason_not_an_error(tmp_path):
     import json
 
-    from continual_diffusion.summary import SUMMARY_KEYS
+    from continual_diffusion.stages.report.summary import SUMMARY_KEYS
 
     summary = summarize_faces(tmp_path, {("clora", 0): {1, 2, 3}, ("clora", 1): {1, 2, 3}})
     clora = summary["faces"]["clora"]["face_similarity"]

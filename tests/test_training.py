@@ -5,7 +5,7 @@ import torch
 
 from continual_diffusion.methods import make_method
 from continual_diffusion.models.tokens import add_concept_token, concept_token, prompt_for
-from continual_diffusion.training import TrainConfig, train_task
+from continual_diffusion.core.training import TrainConfig, train_task
 from tests.model_fixtures import task_latents, tiny_model
 
 PARAMS = {"rank": 2, "alpha": 2, "lr": 1e-2, "penalty_weight": 1.0, "penalty_reduction": "sum"}
@@ -112,7 +112,7 @@ def test_restored_chain_rebuilds_the_accumulator(tmp_path):
 
 
 def test_a_prompt_that_cuts_the_concept_token_is_refused(tmp_path):
-    from continual_diffusion.errors import PipelineError
+    from continual_diffusion.utils.errors import PipelineError
 
     model = tiny_model(tmp_path)
     method = make_method("lora_sequential", PARAMS)

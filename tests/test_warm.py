@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from continual_diffusion import warm
+from continual_diffusion.orchestration import warm
 from tests.helpers import REPO, env_with_venv
 from tests.model_fixtures import saved_base, write_task
 
 PARAMS = str(REPO / "params.yaml")
 # A client that reports a refused or failed connection as status 99 instead of running in-process.
-CLIENT = "import sys; from continual_diffusion.warm import run_via_worker as r; s = r(sys.argv[1], sys.argv[2:]); " \
+CLIENT = "import sys; from continual_diffusion.orchestration.warm import run_via_worker as r; s = r(sys.argv[1], sys.argv[2:]); " \
          "sys.exit(99 if s is None else s)"
 
 

@@ -8,7 +8,7 @@ def _via_warm_worker() -> int | None:
     socket_path = os.environ.get("CDIFF_WARM", "")
     if socket_path in ("", "0") or len(sys.argv) < 2:
         return None
-    from continual_diffusion.warm import WARM_COMMANDS, run_via_worker
+    from continual_diffusion.orchestration.warm import WARM_COMMANDS, run_via_worker
 
     return run_via_worker(socket_path, sys.argv[1:]) if sys.argv[1] in WARM_COMMANDS else None
 

@@ -13,11 +13,11 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import PipelineError
+from continual_diffusion.utils.config import OFFLINE_ENV
+from continual_diffusion.utils.errors import PipelineError
 
 log = logging.getLogger("continual_diffusion")
 
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "DVC_NO_ANALYTICS": "1"}
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +31,7 @@ def _config(args: argparse.Namespace) -> dict:
     """params files -> profile overlay -> CDIFF_OVERRIDES (JSON object, set by the Snakefile) -> --set."""
     import json
 
-    from . import config
+    from continual_diffusion.utils import config
 
     inherited = []
     if os.environ.get("CDIFF_OVERRIDES"):
@@ -45,7 +45,7 @@ def _config(args: argparse.Namespace) -> dict:
 def _gpu_slot(cfg: dict) -> None:
     """A job that runs on the GPU (runtime.device not cpu) takes one GPU of the machine for itself before
     CUDA starts; nothing on the CPU, without GPUs, or when a scheduler set CUDA_VISIBLE_DEVICES (gpu_slots.py)."""
-    from .gpu_slots import claim
+    from continual_diffusion.orchestration.gpu_slots import claim
 
     claim(cfg)
 
@@ -65,22 +65,22 @@ def cmd_config(args: argparse.Namespace) -> None:
 
 
 def cmd_prepare_data(args: argparse.Namespace) -> None:
-    from .config import benchmark_config
-    from .data.prepare import prepare_tasks
+    from continual_diffusion.utils.config import benchmark_config
+    from continual_diffusion.stages.prepare_data import prepare_tasks
 
     prepare_tasks(benchmark_config(_config(args), args.benchmark), args.benchmark, args.out)
 
 
 def cmd_generic_pool(args: argparse.Namespace) -> None:
-    from .config import benchmark_config
-    from .data.prepare import prepare_pool
+    from continual_diffusion.utils.config import benchmark_config
+    from continual_diffusion.stages.prepare_data import prepare_pool
 
     prepare_pool(benchmark_config(_config(args), args.benchmark), args.benchmark, args.out)
 
 
 def cmd_base_model(args: argparse.Namespace) -> None:
-    from .base_model import build_base
-    from .numerics import job_numerics
+    from continual_diffusion.stages.base_model import build_base
+    from continual_diffusion.utils.numerics import job_numerics
 
     cfg = _config(args)
     with job_numerics(cfg):  # pre-trains when model.base is pretrain
@@ -88,8 +88,8 @@ def cmd_base_model(args: argparse.Namespace) -> None:
 
 
 def cmd_pretrain_base(args: argparse.Namespace) -> None:
-    from .base_model import pretrain_base
-    from .numerics import job_numerics
+    from continual_diffusion.stages.base_model import pretrain_base
+    from continual_diffusion.utils.numerics import job_numerics
 
     cfg = _config(args)
     with job_numerics(cfg):
@@ -97,7 +97,7 @@ def cmd_pretrain_base(args: argparse.Namespace) -> None:
     log.info("pre-trained base written to %s (U-Net loss %.4f -> %.4f)", args.out,
              report["unet_loss_first50"], report["unet_loss_last50"])
     if args.compare:
-        from .base_model import verify
+        from continual_diffusion.stages.base_model import verify
 
         reference = verify(args.compare)["files"]
         differ = sorted(k for k in set(reference) | set(report["files"]) if reference.get(k) != report["files"].get(k))
@@ -107,10 +107,10 @@ def cmd_pretrain_base(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluator(args: argparse.Namespace) -> None:
-    from .config import benchmark_config
-    from .evaluator import train_evaluator
-    from .metrics.suite import pretrained_evaluator
-    from .numerics import job_numerics
+    from continual_diffusion.utils.config import benchmark_config
+    from continual_diffusion.stages.identity_evaluator import train_evaluator
+    from continual_diffusion.metrics.suite import pretrained_evaluator
+    from continual_diffusion.utils.numerics import job_numerics
 
     cfg = _config(args)
     bench = benchmark_config(cfg, args.benchmark)
@@ -153,8 +153,8 @@ def _check_chain(cfg: dict, args: argparse.Namespace) -> None:
 
 
 def cmd_train_task(args: argparse.Namespace) -> None:
-    from .chain import copy_task, run_task
-    from .numerics import job_numerics
+    from continual_diffusion.stages.train import copy_task, run_task
+    from continual_diffusion.utils.numerics import job_numerics
 
     cfg = _config(args)
     _check_chain(cfg, args)
@@ -168,8 +168,8 @@ def cmd_train_task(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate_task(args: argparse.Namespace) -> None:
-    from .evaluate import evaluate_task
-    from .numerics import job_numerics
+    from continual_diffusion.stages.evaluate import evaluate_task
+    from continual_diffusion.utils.numerics import job_numerics
 
     cfg = _config(args)
     _check_chain(cfg, args)
@@ -180,7 +180,7 @@ def cmd_evaluate_task(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from .reports.export import export_main
+    from continual_diffusion.stages.export import export_main
 
     cfg = _config(args)
     _gpu_slot(cfg)
@@ -188,7 +188,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
-    from .summary import summarize
+    from continual_diffusion.stages.report.summary import summarize
 
     cfg = _config(args)
     summarize(args.results, cfg["benchmarks"], cfg["train"]["methods"], cfg["seeds"],
@@ -196,7 +196,7 @@ def cmd_summary(args: argparse.Namespace) -> None:
 
 
 def cmd_matrices(args: argparse.Namespace) -> None:
-    from .matrices import write_matrices
+    from continual_diffusion.stages.report.matrices import write_matrices
 
     cfg = _config(args)
     write_matrices(args.results, cfg["benchmarks"], cfg["train"]["methods"], cfg["seeds"],
@@ -204,8 +204,8 @@ def cmd_matrices(args: argparse.Namespace) -> None:
 
 
 def cmd_param_cost(args: argparse.Namespace) -> None:
-    from .io_utils import atomic_directory, json_text
-    from .metrics.param_cost import markdown, profile_costs
+    from continual_diffusion.utils.io import atomic_directory, json_text
+    from continual_diffusion.metrics.param_cost import markdown, profile_costs
 
     cfg = _config(args)
     costs = profile_costs(cfg, args.base)
@@ -215,7 +215,7 @@ def cmd_param_cost(args: argparse.Namespace) -> None:
 
 
 def cmd_grids(args: argparse.Namespace) -> None:
-    from .grids import write_grids
+    from continual_diffusion.stages.report.grids import write_grids
 
     cfg = _config(args)
     write_grids(args.results, Path("data") / cfg["profile"], cfg["benchmarks"], cfg["train"]["methods"], cfg["seeds"],
@@ -245,7 +245,7 @@ def _summary_and_costs(args: argparse.Namespace, cfg: dict) -> tuple[dict, dict]
 
 
 def cmd_tables(args: argparse.Namespace) -> None:
-    from .reports.tables import write_tables
+    from continual_diffusion.stages.report.tables import write_tables
 
     cfg = _config(args)
     summary, costs = _summary_and_costs(args, cfg)
@@ -253,7 +253,7 @@ def cmd_tables(args: argparse.Namespace) -> None:
 
 
 def cmd_figures(args: argparse.Namespace) -> None:
-    from .reports.figures import write_figures
+    from continual_diffusion.stages.report.figures import write_figures
 
     cfg = _config(args)
     summary = _in_method_order(_read_json_file(args.summary / "summary.json", "continual summary"), cfg)
@@ -270,7 +270,7 @@ def _scope(cfg: dict) -> dict:
 
 
 def cmd_audit(args: argparse.Namespace) -> None:
-    from .reports.audit import write_audit
+    from continual_diffusion.stages.report.audit import write_audit
 
     cfg = _config(args)
     summary, costs = _summary_and_costs(args, cfg)
@@ -278,7 +278,7 @@ def cmd_audit(args: argparse.Namespace) -> None:
 
 
 def cmd_dvc_outputs(args: argparse.Namespace) -> None:
-    from .reports.dvc_outputs import write_dvc_outputs
+    from continual_diffusion.stages.report.dvc_outputs import write_dvc_outputs
 
     cfg = _config(args)
     summary, costs = _summary_and_costs(args, cfg)
@@ -286,7 +286,7 @@ def cmd_dvc_outputs(args: argparse.Namespace) -> None:
 
 
 def cmd_readme_results(args: argparse.Namespace) -> None:
-    from .reports.readme import update_readme
+    from continual_diffusion.stages.report.readme import update_readme
 
     record = args.record if args.record is not None else Path("reports/record") / f"{args.tables.parent.name}.json"
     changed = update_readme(args.readme, args.tables / "tables.md", check=args.check,
@@ -297,14 +297,14 @@ def cmd_readme_results(args: argparse.Namespace) -> None:
 
 
 def cmd_dvc_yaml(args: argparse.Namespace) -> None:
-    from .io_utils import write_text_atomic
-    from .pipeline import dvc_yaml
+    from continual_diffusion.utils.io import write_text_atomic
+    from continual_diffusion.orchestration.pipeline import dvc_yaml
 
     text = dvc_yaml()
     if args.check:
         current = Path("dvc.yaml").read_text() if Path("dvc.yaml").exists() else ""
         if current != text:
-            raise PipelineError("dvc.yaml: out of date with src/continual_diffusion/pipeline.py (run `cdiff dvc-yaml --write`)")
+            raise PipelineError("dvc.yaml: out of date with src/continual_diffusion/orchestration/pipeline.py (run `cdiff dvc-yaml --write`)")
         return
     if args.write:
         write_text_atomic(Path("dvc.yaml"), text)
@@ -313,7 +313,7 @@ def cmd_dvc_yaml(args: argparse.Namespace) -> None:
 
 
 def cmd_dvc_record(args: argparse.Namespace) -> None:
-    from .dvc_record import record
+    from continual_diffusion.orchestration.dvc_record import record
 
     record(_config(args), snakemake_args=args.snakemake_arg)
 
@@ -321,7 +321,7 @@ def cmd_dvc_record(args: argparse.Namespace) -> None:
 def cmd_record(args: argparse.Namespace) -> None:
     import json
 
-    from . import record
+    from continual_diffusion.orchestration import record
 
     cfg = _config(args)
     profile = cfg["profile"]
@@ -340,9 +340,9 @@ def cmd_record(args: argparse.Namespace) -> None:
 
 
 def cmd_warm_serve(args: argparse.Namespace) -> None:
-    from .warm import serve
+    from continual_diffusion.orchestration.warm import serve
 
-    serve(args.socket, parent_pid=args.parent_pid, idle_timeout=args.idle_timeout)
+    serve(args.socket, main, parent_pid=args.parent_pid, idle_timeout=args.idle_timeout)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -46,7 +46,7 @@ def _env(**extra) -> dict:
 
 @pytest.mark.skipif(not _has_mkl(), reason="torch without MKL (not x86-64)")
 def test_mkl_runs_the_compatible_branch_that_avx2_mkl_compatible_asks_for(cross_isa):
-    from continual_diffusion.config import isa_environment
+    from continual_diffusion.utils.config import isa_environment
 
     assert cross_isa.mkl_branch(_env(**isa_environment("avx2_mkl_compatible"))) == "COMPATIBLE"
 
@@ -55,7 +55,7 @@ def test_mkl_runs_the_compatible_branch_that_avx2_mkl_compatible_asks_for(cross_
 def test_mkl_honours_the_avx2_branch_on_intel_cpus_only(cross_isa):
     # oneMKL developer guide: branches other than AUTO and COMPATIBLE are available only on Intel processors;
     # elsewhere MKL_CBWR=AVX2 silently runs the AUTO branch (why cpu_isa: avx2 differs across CPU vendors)
-    from continual_diffusion.record import cpu_description
+    from continual_diffusion.orchestration.record import cpu_description
 
     intel_with_avx2 = _cpu_vendor() == "GenuineIntel" and "avx2" in cpu_description()["isa_flags"]
     assert cross_isa.mkl_branch(_env(MKL_CBWR="AVX2")) == ("AVX2" if intel_with_avx2 else "AUTO")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from continual_diffusion import config
+from continual_diffusion.utils import config
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "paper_gpu.py"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from continual_diffusion.numerics import exact_sqrt
+from continual_diffusion.utils.numerics import exact_sqrt
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "sqrt_census.py"
 

@@ -6,11 +6,11 @@ import json
 import pytest
 from PIL import Image
 
-from continual_diffusion.config import benchmark_config
-from continual_diffusion.data.prepare import prepare_pool, prepare_tasks
+from continual_diffusion.utils.config import benchmark_config
+from continual_diffusion.stages.prepare_data import prepare_pool, prepare_tasks
 from continual_diffusion.data.sources import ConceptRecord, ImageItem, LoadedImage
 from continual_diffusion.data.tasks import sample_tasks, write_tasks
-from continual_diffusion.errors import PipelineError
+from continual_diffusion.utils.errors import PipelineError
 from tests.helpers import distinct_image, tree_bytes
 
 
@@ -137,7 +137,7 @@ def test_pool_holds_generic_images_with_captions(tmp_path, smoke_cfg):
 
 
 def test_pool_of_a_real_source_is_refused(tmp_path):
-    from continual_diffusion import config
+    from continual_diffusion.utils import config
 
     cfg = config.load(overrides=["profile=paper_faces"])
     with pytest.raises(PipelineError, match="no generic pool"):

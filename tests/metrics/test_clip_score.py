@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 transformers = pytest.importorskip("transformers")
 
-from continual_diffusion.errors import PipelineError  # noqa: E402
+from continual_diffusion.utils.errors import PipelineError  # noqa: E402
 from continual_diffusion.metrics.clip_score import ClipScorer, clip_image_similarity, clip_text_alignment  # noqa: E402
 from continual_diffusion.models.tokenizer import train_clip_bpe  # noqa: E402
 

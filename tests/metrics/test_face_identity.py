@@ -10,7 +10,7 @@ import torch
 
 facenet_pytorch = pytest.importorskip("facenet_pytorch")
 
-from continual_diffusion.errors import PipelineError  # noqa: E402
+from continual_diffusion.utils.errors import PipelineError  # noqa: E402
 from continual_diffusion.metrics.face_identity import (  # noqa: E402
     NO_FACE, FaceIdentity, face_scores, face_similarity, load_embedder)
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from continual_diffusion import config
-from continual_diffusion.errors import PipelineError
+from continual_diffusion.utils import config
+from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.metrics.param_cost import method_cost, profile_costs
 from continual_diffusion.models.sd_v1 import SD_V1_UNET_CONFIG, build_unet
 
@@ -82,7 +82,7 @@ def sd_folder(tmp_path_factory):
 def _pointer(base, model, revision="main", cache_dir=None):
     import json
 
-    from continual_diffusion.base_model import MANIFEST, POINTER
+    from continual_diffusion.stages.base_model import MANIFEST, POINTER
 
     base.mkdir(parents=True)
     (base / POINTER).write_text(json.dumps({"model": str(model), "revision": revision, "cache_dir": cache_dir}))
@@ -102,7 +102,7 @@ def _check_stand_in_costs(costs):
 def test_profile_costs_of_the_stable_diffusion_pointer_read_the_folder_it_names(sd_folder, tmp_path):
     import json
 
-    from continual_diffusion.base_model import build_base
+    from continual_diffusion.stages.base_model import build_base
     from continual_diffusion.models.sd_v1 import parameter_costs
     from continual_diffusion.metrics.param_cost import unet_from_config
 

@@ -10,13 +10,13 @@ import itertools
 import numpy as np
 import pytest
 
-from continual_diffusion import config
-from continual_diffusion.config import benchmark_config
-from continual_diffusion.data.prepare import prepare_tasks
-from continual_diffusion.errors import PipelineError
-from continual_diffusion.evaluator import heldout_renders, train_evaluator
+from continual_diffusion.utils import config
+from continual_diffusion.utils.config import benchmark_config
+from continual_diffusion.stages.prepare_data import prepare_tasks
+from continual_diffusion.utils.errors import PipelineError
+from continual_diffusion.stages.identity_evaluator import heldout_renders, train_evaluator
 from continual_diffusion.metrics.suite import MetricSuite
-from continual_diffusion.task_images import concept_images
+from continual_diffusion.data.task_images import concept_images
 
 N_TASKS = 3
 

@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 
 from continual_diffusion.metrics.continual import chain_metrics
-from continual_diffusion.summary import SUMMARY_KEYS
+from continual_diffusion.stages.report.summary import SUMMARY_KEYS
 
 META = {
     "accuracy_closed": {"formula": "closed-set accuracy", "features": "identity classifier", "higher_is_better": True},
@@ -60,7 +60,7 @@ def face_summary(tmp_path, undefined=None) -> dict:
     write_face_results) as the report commands read it: missing numbers are None."""
     import json
 
-    from continual_diffusion.summary import summarize
+    from continual_diffusion.stages.report.summary import summarize
     from tests.test_summary import write_face_results
 
     write_face_results(tmp_path / "results", ALL_UNDEFINED if undefined is None else undefined, seeds=(0,))

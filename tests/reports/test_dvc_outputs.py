@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from continual_diffusion.reports import dvc_outputs
+from continual_diffusion.stages.report import dvc_outputs
 from tests.reports.helpers import COSTS, fake_summary, lower
 
 R = lower([[1.0], [0.5, 0.9], [0.25, 0.75, 0.8]])

@@ -16,13 +16,14 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from continual_diffusion import config
-from continual_diffusion.chain import build_model, restore_chain, run_task
-from continual_diffusion.errors import PipelineError
-from continual_diffusion.reports.export import LORA_FILE, MANIFEST, concatenate, embedding_file, export_chain, read_chain
+from continual_diffusion.utils import config
+from continual_diffusion.core.chain import build_model, restore_chain
+from continual_diffusion.stages.train import run_task
+from continual_diffusion.utils.errors import PipelineError
+from continual_diffusion.stages.export import LORA_FILE, MANIFEST, concatenate, embedding_file, export_chain, read_chain
 from continual_diffusion.methods import make_method
 from continual_diffusion.models.tokens import concept_token, prompt_for
-from continual_diffusion.sampling import generate, image_seed, sampling_pipeline
+from continual_diffusion.core.sampling import generate, image_seed, sampling_pipeline
 from tests.model_fixtures import smoke_workspace
 
 # chain name -> (method, extra overrides); "clora_s4": alpha 8 at rank 2, so s_t = 4 must be folded into B
@@ -184,7 +185,7 @@ def test_canonical_safetensors_sorts_the_header_and_keeps_the_tensors(tmp_path):
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    from continual_diffusion.reports.export import canonical_safetensors
+    from continual_diffusion.stages.export import canonical_safetensors
 
     path = tmp_path / "x.safetensors"
     tensors = {"b.weight": torch.arange(6.0).reshape(2, 3), "a.weight": torch.ones(3)}
@@ -213,7 +214,7 @@ def fake_chain(runs, unet, tasks=2, rank=SD_RANK, hidden=32):
     from safetensors.torch import save_file
 
     from continual_diffusion.models.sd_v1 import kv_shapes
-    from continual_diffusion.reports.export import METHOD_PREFIX, TOKEN_KEY
+    from continual_diffusion.stages.export import METHOD_PREFIX, TOKEN_KEY
 
     g = torch.Generator().manual_seed(0)
     for t in range(1, tasks + 1):
@@ -247,7 +248,7 @@ def sd_chain(tmp_path_factory):
 
 
 def sd_pointer(base, model, cache_dir=None):
-    from continual_diffusion.base_model import MANIFEST, POINTER
+    from continual_diffusion.stages.base_model import MANIFEST, POINTER
 
     base.mkdir(parents=True)
     (base / POINTER).write_text(json.dumps({"model": str(model), "revision": "main", "cache_dir": cache_dir}))

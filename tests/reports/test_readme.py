@@ -1,7 +1,7 @@
 import pytest
 
-from continual_diffusion.errors import PipelineError
-from continual_diffusion.reports.readme import BEGIN, END, replace_section, update_readme
+from continual_diffusion.utils.errors import PipelineError
+from continual_diffusion.stages.report.readme import BEGIN, END, replace_section, update_readme
 
 
 def test_only_the_marked_section_changes(tmp_path):

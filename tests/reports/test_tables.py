@@ -4,7 +4,7 @@ import io
 import numpy as np
 import pytest
 
-from continual_diffusion.reports import tables
+from continual_diffusion.stages.report import tables
 from tests.reports.helpers import COSTS, fake_summary, lower
 
 CLORA = lower([[1.0], [0.9, 0.8], [0.9, 0.8, 0.7]])

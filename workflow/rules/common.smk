@@ -10,10 +10,10 @@ import yaml
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from continual_diffusion import config as cd_config
-from continual_diffusion import pipeline as cd_pipeline
-from continual_diffusion import shared_tasks as cd_shared_tasks
-from continual_diffusion.errors import PipelineError
+from continual_diffusion.utils import config as cd_config
+from continual_diffusion.orchestration import pipeline as cd_pipeline
+from continual_diffusion.stages import shared_tasks as cd_shared_tasks
+from continual_diffusion.utils.errors import PipelineError
 
 # Params files as Snakemake saw them (params.yaml, plus any --configfile), and --config overrides.
 PARAMS_FILES = [str(p) for p in (workflow.overwrite_configfiles or workflow.configfiles)]
@@ -185,14 +185,14 @@ def all_tasks(root_pattern):
 
 # Snakemake's rescheduling timers (snakemake_timers.py): cancelled by onsuccess / onerror (Snakefile), so a
 # run with the profile's 10-second job-rate timespan ends with its last job, not up to 10 s later.
-from continual_diffusion.snakemake_timers import end_rescheduling_timers  # noqa: E402
+from continual_diffusion.orchestration.snakemake_timers import end_rescheduling_timers  # noqa: E402
 
 
 # ----- warm worker (warm.py): one process imports torch / diffusers once and forks each heavy job
 # (train-task, evaluate-task, evaluator, export) instead of a fresh interpreter importing them again;
 # results are bit-identical either way. Local runs only (a cluster job runs elsewhere); off with
 # CDIFF_WARM=0. Started by onstart, stopped by onsuccess / onerror (Snakefile).
-from continual_diffusion import warm as cd_warm
+from continual_diffusion.orchestration import warm as cd_warm
 
 _WARM = {}
 

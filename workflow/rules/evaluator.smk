@@ -1,6 +1,6 @@
 # Stage evaluator: the miniature's identity evaluator per synthetic benchmark (for real data, a check that
 # the pretrained facenet / CLIP extractors load). Trained on held-out renders and, for a share of them,
-# their round-trips through the base model's VAE (src/continual_diffusion/evaluator.py).
+# their round-trips through the base model's VAE (src/continual_diffusion/stages/identity_evaluator.py).
 
 
 rule identity_evaluator:

@@ -15,9 +15,9 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from ..errors import PipelineError
-from .images import load_rgb
-from .sources import ConceptRecord, ImageItem, LoadedImage
+from continual_diffusion.utils.errors import PipelineError
+from continual_diffusion.data.images import load_rgb
+from continual_diffusion.data.sources import ConceptRecord, ImageItem, LoadedImage
 
 
 def _read_csv(path: Path, key: str, columns: tuple[str, ...]) -> list[dict[str, str]]:

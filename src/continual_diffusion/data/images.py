@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import PipelineError
+from continual_diffusion.utils.errors import PipelineError
 
 # Modes that have an unambiguous RGB rendering; anything else is rejected.
 CONVERTIBLE_MODES = {"L", "LA", "P", "PA", "RGBA", "CMYK", "YCbCr", "I;16", "1"}

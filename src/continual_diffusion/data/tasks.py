@@ -24,12 +24,12 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..errors import PipelineError
-from ..progress import progress_bar
-from ..io_utils import atomic_directory, json_text
-from .images import png_bytes, sha256_bytes, square_resize
-from .sources import ConceptRecord, ImageItem
-from .synthetic.common import rng_for
+from continual_diffusion.utils.errors import PipelineError
+from continual_diffusion.utils.progress import progress_bar
+from continual_diffusion.utils.io import atomic_directory, json_text
+from continual_diffusion.data.images import png_bytes, sha256_bytes, square_resize
+from continual_diffusion.data.sources import ConceptRecord, ImageItem
+from continual_diffusion.data.synthetic.common import rng_for
 
 log = logging.getLogger(__name__)
 

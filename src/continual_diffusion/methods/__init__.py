@@ -7,7 +7,7 @@ Every module of this package is imported here, so a new method only needs its ow
 import importlib
 import pkgutil
 
-from .base import METHODS, ContinualMethod, MethodEnv, TaskContext, make_method, method_code_files
+from continual_diffusion.methods.base import METHODS, ContinualMethod, MethodEnv, TaskContext, make_method, method_code_files
 
 for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     importlib.import_module(f"{__name__}.{_module}")

@@ -27,11 +27,13 @@ at import); its code for the pipeline's rerun decisions is the modules of its cl
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import torch
+
+from continual_diffusion.core.training import TaskContext  # noqa: F401  (the plugins' view of a task)
 
 METHODS: dict[str, type["ContinualMethod"]] = {}
 
@@ -67,18 +69,6 @@ class MethodEnv:
     benchmark: str = ""
     data_root: Path | None = None
     seed: int = 0
-
-
-@dataclass
-class TaskContext:
-    """One task as the loop trains it: the method may draw extra batches with ``loss``."""
-
-    task: int
-    generator: torch.Generator  # the task's CPU generator (its state is checkpointed)
-    latents: torch.Tensor  # the task's cached VAE latents
-    prompt_ids: torch.Tensor  # 1 x L token ids of "a photo of V*_t"
-    batch_size: int
-    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = field(repr=False)  # (z0, ids) -> L_diffusion
 
 
 class ContinualMethod(ABC):

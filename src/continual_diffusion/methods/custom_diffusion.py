@@ -35,13 +35,15 @@ import json
 
 import torch
 
-from ..errors import PipelineError
-from ..models import kv_merge
-from ..models.sd_v1 import kv_shapes
-from ..models.tokens import concept_token, prompt_for
-from . import generated
-from .base import ContinualMethod, TaskContext, register
-from .generated import GeneratedSet
+from continual_diffusion.core.training import encode_latents, prompt_ids
+from continual_diffusion.data.task_images import load_task_images
+from continual_diffusion.utils.errors import PipelineError
+from continual_diffusion.models import kv_merge
+from continual_diffusion.models.sd_v1 import kv_shapes
+from continual_diffusion.models.tokens import concept_token, prompt_for
+from continual_diffusion.methods import generated
+from continual_diffusion.methods.base import ContinualMethod, TaskContext, register
+from continual_diffusion.methods.generated import GeneratedSet
 
 
 def kv_linears(unet) -> dict[str, torch.nn.Linear]:
@@ -138,9 +140,6 @@ OFFLINE_MODES = ("separate", "joint")
 
 def real_concept_set(model, env, concepts: list[int]) -> GeneratedSet:
     """The real training images of ``concepts`` as VAE latents, each with "a photo of V*_i"."""
-    from ..chain import load_task_images
-    from ..training import encode_latents, prompt_ids
-
     if env.data_root is None:
         raise PipelineError("custom_diffusion_offline mode joint needs the data folder of the chain")
     latents, prompts, groups = [], [], []
@@ -198,8 +197,6 @@ class CustomDiffusionOffline(_PerTaskFromBase):
 
 def token_features(model, token: str) -> torch.Tensor:
     """Text feature (1 x d) of ``token`` at its position in "a photo of <token>"."""
-    from ..training import prompt_ids
-
     ids = prompt_ids(model.tokenizer, [prompt_for(token)])[0]
     position = ids.tolist().index(model.tokenizer.convert_tokens_to_ids(token))
     with torch.no_grad():
@@ -209,8 +206,6 @@ def token_features(model, token: str) -> torch.Tensor:
 
 def prompt_features(model, prompts: list[str], batch: int = 64) -> torch.Tensor:
     """Text features of every non-padding position (through the first end-of-text) of ``prompts``."""
-    from ..training import prompt_ids
-
     rows = []
     eos = model.tokenizer.eos_token_id
     for start in range(0, len(prompts), batch):

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import PipelineError
-from .base import ContinualMethod, TaskContext, register
-from . import generated
+from continual_diffusion.utils.errors import PipelineError
+from continual_diffusion.methods.base import ContinualMethod, TaskContext, register
+from continual_diffusion.methods import generated
 
 STORES = ("full", "delta_bf16")
 

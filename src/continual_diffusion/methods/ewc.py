@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from .base import TaskContext, register
-from .custom_diffusion import CustomDiffusionSequential
+from continual_diffusion.methods.base import TaskContext, register
+from continual_diffusion.methods.custom_diffusion import CustomDiffusionSequential
 
 
 def ewc_penalty(weights: dict[str, torch.Tensor], anchor: dict[str, torch.Tensor],

@@ -27,10 +27,10 @@ class GeneratedSet:
     @classmethod
     def generate(cls, model, prompts: dict[int, str], per_group: int, seed: int, task: int, steps: int,
                  guidance: float, batch_size: int = 32) -> "GeneratedSet":
-        from ..progress import progress_bar
-        from ..runtime import CPU_FP32
-        from ..sampling import run_pipeline, sampling_pipeline
-        from ..training import prompt_ids
+        from continual_diffusion.utils.progress import progress_bar
+        from continual_diffusion.utils.runtime import CPU_FP32
+        from continual_diffusion.core.sampling import run_pipeline, sampling_pipeline
+        from continual_diffusion.core.training import prompt_ids
 
         pipe = sampling_pipeline(model)
         runtime = getattr(model, "runtime", CPU_FP32)

@@ -16,8 +16,8 @@ import statistics
 
 import torch
 
-from ..models.lora import PastDeltas, add_kv_lora, frobenius_norms, lora_layers, reset_adapter
-from .base import ContinualMethod, TaskContext, register
+from continual_diffusion.models.lora import PastDeltas, add_kv_lora, frobenius_norms, lora_layers, reset_adapter
+from continual_diffusion.methods.base import ContinualMethod, TaskContext, register
 
 ADAPTER = "current"
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import torch
 
-from ..models.tokens import concept_token, prompt_for
-from .base import TaskContext, register
-from .custom_diffusion import CustomDiffusionSequential
-from . import generated
+from continual_diffusion.models.tokens import concept_token, prompt_for
+from continual_diffusion.methods.base import TaskContext, register
+from continual_diffusion.methods.custom_diffusion import CustomDiffusionSequential
+from continual_diffusion.methods import generated
 
 
 @register

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import ContinualMethod, TaskContext, register
+from continual_diffusion.methods.base import ContinualMethod, TaskContext, register
 
 
 @register

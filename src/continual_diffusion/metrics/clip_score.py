@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import PipelineError
-from .similarity import mean_cosine, normalize
+from continual_diffusion.utils.errors import PipelineError
+from continual_diffusion.metrics.similarity import mean_cosine, normalize
 
 PATH_KEY = "evaluation.clip.path"
 

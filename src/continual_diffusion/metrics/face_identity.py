@@ -19,7 +19,7 @@ and it is not ranked below every real face either, as the floor -1 would.
 
 Undefined for a whole concept, never a failure of the method: with no real face (R empty) there is
 nothing to compare with, and with no generated sample nothing to score. ``face_scores`` then records
-``face_similarity: null`` with the reason under ``face_similarity_missing`` (matrices.missing_key);
+``face_similarity: null`` with the reason under ``face_similarity_missing`` (metrics/missing.py);
 the summary, tables, figures and audit show it as n/a with that reason.
 
 Weights are never downloaded: MTCNN's detector weights ship inside the pip package; the
@@ -36,9 +36,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import PipelineError
-from ..matrices import missing_key
-from .similarity import cosine_matrix, normalize
+from continual_diffusion.utils.errors import PipelineError
+from continual_diffusion.metrics.missing import missing_key
+from continual_diffusion.metrics.similarity import cosine_matrix, normalize
 
 if TYPE_CHECKING:
     from facenet_pytorch import MTCNN

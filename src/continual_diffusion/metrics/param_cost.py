@@ -19,9 +19,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..config import method_params
-from ..errors import PipelineError
-from ..models.sd_v1 import SD_V1_UNET_CONFIG, build_unet, parameter_costs
+from continual_diffusion.utils.config import method_params
+from continual_diffusion.utils.errors import PipelineError
+from continual_diffusion.models.sd_v1 import SD_V1_UNET_CONFIG, build_unet, parameter_costs
 
 # method -> (what it trains per task, how many copies of it are stored per task)
 COSTS = {
@@ -39,7 +39,7 @@ def unet_from_config(config: dict):
     return build_unet({k: v for k, v in config.items() if not k.startswith("_")}, device="meta")
 
 
-POINTER = "stable_diffusion.json"  # base_model.POINTER (not imported: base_model.py is not report-stage code)
+from continual_diffusion.models.base_folder import POINTER
 CONFIGS = ("unet/config.json", "text_encoder/config.json")
 
 

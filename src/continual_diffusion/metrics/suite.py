@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import PipelineError
-from ..evaluator import MANIFEST, load_evaluator, predict
-from .identity import identity_scores
-from .mmd import mmd2_unbiased
-from .similarity import mean_cosine
+from continual_diffusion.utils.errors import PipelineError
+from continual_diffusion.models.identity_net import MANIFEST, load_evaluator, predict
+from continual_diffusion.metrics.identity import identity_scores
+from continual_diffusion.metrics.mmd import mmd2_unbiased
+from continual_diffusion.metrics.similarity import mean_cosine
 
 METRICS = ("identity", "image_similarity", "mmd", "face_identity", "clip_text")
 
@@ -95,13 +95,13 @@ class MetricSuite:
         self.features = None
         self.clip = None
         if needs_clip(ev):
-            from .clip_score import ClipScorer
+            from continual_diffusion.metrics.clip_score import ClipScorer
 
             self.clip = ClipScorer.from_params(ev["clip"], device=device)
             self.clip_id = self.clip.backbone
         if {"image_similarity", "mmd"} & set(self.metrics):
             if ev["features"] == "identity_evaluator":
-                from .extractors import IdentityEmbedding
+                from continual_diffusion.metrics.extractors import IdentityEmbedding
 
                 self.features = IdentityEmbedding(self.classifier, self.manifest["heldout_accuracy"]).embed
                 self.features_name = f"identity_evaluator (held-out accuracy {self.manifest['heldout_accuracy']:.3f})"
@@ -110,7 +110,7 @@ class MetricSuite:
                 self.features_name = f"clip {self.clip_id}"
         self.face = None
         if "face_identity" in self.metrics:
-            from .face_identity import FaceIdentity
+            from continual_diffusion.metrics.face_identity import FaceIdentity
 
             self.face = FaceIdentity.from_params(ev["facenet"], device=device)
         self.text_feature = self.clip.text_features([f"a photo of a {self.class_word}"]) if "clip_text" in self.metrics else None
@@ -139,11 +139,11 @@ class MetricSuite:
             if "mmd" in self.metrics:
                 scores["mmd"] = mmd2_unbiased(generated, reference, self.kernel)
         if self.face is not None:
-            from .face_identity import face_scores
+            from continual_diffusion.metrics.face_identity import face_scores
 
             scores.update(face_scores(self.face, samples, real))
         if self.text_feature is not None:
-            from .clip_score import clip_text_alignment
+            from continual_diffusion.metrics.clip_score import clip_text_alignment
 
             scores["clip_text_alignment"] = clip_text_alignment(self.clip.image_features(samples), self.text_feature)
         return scores
@@ -152,7 +152,7 @@ class MetricSuite:
 def pretrained_evaluator(cfg: dict, benchmark: str, out: Path) -> dict:
     """The evaluator stage on real data: load the pretrained extractors the selected metrics need
     (fails within seconds, naming the file to fetch, when weights are absent) and record which."""
-    from ..io_utils import atomic_directory, json_text
+    from continual_diffusion.utils.io import atomic_directory, json_text
 
     ev = cfg["evaluation"]
     if "identity" in ev["metrics"] or (ev["features"] == "identity_evaluator" and {"image_similarity", "mmd"} & set(ev["metrics"])):
@@ -161,14 +161,14 @@ def pretrained_evaluator(cfg: dict, benchmark: str, out: Path) -> dict:
     manifest: dict = {"kind": "pretrained", "benchmark": benchmark, "metrics": list(ev["metrics"]),
                       "features": ev["features"], "heldout_accuracy": None}
     if needs_clip(ev):
-        from .clip_score import ClipScorer
+        from continual_diffusion.metrics.clip_score import ClipScorer
 
         ClipScorer.from_params(ev["clip"])
         manifest["clip"] = dict(ev["clip"])
     if "face_identity" in ev["metrics"]:
         import hashlib
 
-        from .face_identity import FaceIdentity
+        from continual_diffusion.metrics.face_identity import FaceIdentity
 
         FaceIdentity.from_params(ev["facenet"])
         weights = Path(ev["facenet"]["weights"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import PipelineError
+from continual_diffusion.utils.errors import PipelineError
 
 
 def load_stable_diffusion(source: str, revision: str | None = None, cache_dir: str | None = None, **kwargs):

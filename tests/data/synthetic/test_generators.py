@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from continual_diffusion import config
+from continual_diffusion.utils import config
 from continual_diffusion.data.synthetic import GENERATORS, SyntheticSource
 from continual_diffusion.data.synthetic.common import attribute_distance, image_digest
 from tests.helpers import REPO

@@ -1,5 +1,5 @@
 """Deterministic procedural generators of learnable concepts (faces, waterfall landmarks)."""
 
-from .source import GENERATORS, SyntheticSource
+from continual_diffusion.data.synthetic.source import GENERATORS, SyntheticSource
 
 __all__ = ["GENERATORS", "SyntheticSource"]

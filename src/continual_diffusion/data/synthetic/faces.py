@@ -18,7 +18,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .common import Concept, apply_lighting, choice, finish, scale_rgb
+from continual_diffusion.data.synthetic.common import Concept, apply_lighting, choice, finish, scale_rgb
 
 KIND = "face"
 CLASS_WORD = "person"

@@ -16,9 +16,10 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from ..sources import ConceptRecord, ImageItem, LoadedImage
-from . import faces, landmarks
-from .common import (
+from continual_diffusion.data.sources import ConceptRecord, ImageItem, LoadedImage
+from continual_diffusion.data.synthetic import faces
+from continual_diffusion.data.synthetic import landmarks
+from continual_diffusion.data.synthetic.common import (
     STREAM_CONCEPT_IMAGES,
     STREAM_CONCEPTS,
     STREAM_HELDOUT_IMAGES,
