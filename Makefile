@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 		| { grep -v "^WARNING: Location" || true; }
 	@touch $@
 
-# logs/make-run.times: wall-clock marks of the two phases (benchmarks/default_run.py reads them)
+# logs/make-run.times: wall-clock marks of the two phases (studies/default_run.py reads them)
 run: install
 	@mkdir -p logs
 	@echo "start $$(date +%s.%N)" > logs/make-run.times

@@ -27,7 +27,7 @@ CAPTIONS = ["a photo of a person", "a portrait of a person", "a close-up photo o
 
 
 def sd_v1_unet_config() -> dict:
-    from continual_diffusion.models.sd_v1 import SD_V1_UNET_CONFIG
+    from continual_diffusion.models.sd_v1_architecture import SD_V1_UNET_CONFIG
 
     return {**SD_V1_UNET_CONFIG, **UNET_WIDTHS}
 

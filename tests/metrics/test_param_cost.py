@@ -5,7 +5,7 @@ import pytest
 from continual_diffusion.utils import config
 from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.metrics.param_cost import method_cost, profile_costs
-from continual_diffusion.models.sd_v1 import SD_V1_UNET_CONFIG, build_unet
+from continual_diffusion.models.sd_v1_architecture import SD_V1_UNET_CONFIG, build_unet
 
 
 def test_lora_cost_on_sd_v1_matches_the_fact_sheet():
@@ -103,7 +103,7 @@ def test_profile_costs_of_the_stable_diffusion_pointer_read_the_folder_it_names(
     import json
 
     from continual_diffusion.stages.base_model import build_base
-    from continual_diffusion.models.sd_v1 import parameter_costs
+    from continual_diffusion.models.sd_v1_architecture import parameter_costs
     from continual_diffusion.metrics.param_cost import unet_from_config
 
     cfg = config.load(overrides=["profile=paper_faces", f"model.stable_diffusion.path={sd_folder}"])

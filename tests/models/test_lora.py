@@ -6,7 +6,7 @@ import torch
 from continual_diffusion.models.lora import (
     PastDeltas, add_kv_lora, delta, lora_layers, lora_parameters, reset_adapter,
 )
-from continual_diffusion.models.sd_v1 import build_unet, kv_shapes
+from continual_diffusion.models.sd_v1_architecture import build_unet, kv_shapes
 
 SMALL_UNET = dict(
     sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=[32, 64],

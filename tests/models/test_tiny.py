@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from continual_diffusion.utils.errors import PipelineError
-from continual_diffusion.models.stable_diffusion import load_stable_diffusion
+from continual_diffusion.models.sd_v1_weights import load_stable_diffusion
 from continual_diffusion.models.tiny import build_components, latent_size, save_pipeline
 from continual_diffusion.models.tokenizer import train_clip_bpe
 from tests.model_fixtures import CAPTIONS, SPEC

@@ -213,7 +213,7 @@ def fake_chain(runs, unet, tasks=2, rank=SD_RANK, hidden=32):
     """Task files as a LoRA-type chain writes them (method.<module>.lora_A / lora_B, token.row), random."""
     from safetensors.torch import save_file
 
-    from continual_diffusion.models.sd_v1 import kv_shapes
+    from continual_diffusion.models.sd_v1_architecture import kv_shapes
     from continual_diffusion.stages.export import METHOD_PREFIX, TOKEN_KEY
 
     g = torch.Generator().manual_seed(0)
@@ -260,7 +260,7 @@ def sd_pointer(base, model, cache_dir=None):
 def test_export_on_the_stable_diffusion_pointer_loads_with_its_snippet(sd_chain, tmp_path, where):
     """The snippet of export.json, run as it stands, loads the pointed-to model (from the pointer's hub cache:
     nothing else has it) on this machine's device and applies the LoRA and the tokens."""
-    from continual_diffusion.models.sd_v1 import kv_shapes
+    from continual_diffusion.models.sd_v1_architecture import kv_shapes
 
     cfg, root, sd, runs = sd_chain
     if where == "folder":

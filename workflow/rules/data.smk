@@ -11,7 +11,7 @@ rule sample_tasks:
         bench=lambda w: bench_params(w.benchmark),
         config=CONFIG_ARGS,
     benchmark:
-        f"logs/{PROFILE}/benchmarks/prepare_data/tasks_{{benchmark}}.tsv",
+        f"logs/{PROFILE}/timings/prepare_data/tasks_{{benchmark}}.tsv",
     log:
         f"logs/{PROFILE}/prepare_data/tasks_{{benchmark}}.log",
     wildcard_constraints:
@@ -31,7 +31,7 @@ rule generic_pool:
         bench=lambda w: bench_params(w.benchmark),
         config=CONFIG_ARGS,
     benchmark:
-        f"logs/{PROFILE}/benchmarks/prepare_data/pool_{{benchmark}}.tsv",
+        f"logs/{PROFILE}/timings/prepare_data/pool_{{benchmark}}.tsv",
     log:
         f"logs/{PROFILE}/prepare_data/pool_{{benchmark}}.log",
     wildcard_constraints:

@@ -21,7 +21,7 @@ rule evaluate_task:
         task=r"\d\d",
     threads: CFG["torch_threads"]
     benchmark:
-        f"logs/{PROFILE}/benchmarks/evaluate/{{benchmark}}/{{method}}/seed_{{seed}}/task_{{task}}.tsv"
+        f"logs/{PROFILE}/timings/evaluate/{{benchmark}}/{{method}}/seed_{{seed}}/task_{{task}}.tsv"
     log:
         f"logs/{PROFILE}/evaluate/{{benchmark}}/{{method}}/seed_{{seed}}/task_{{task}}.log",
     conda:

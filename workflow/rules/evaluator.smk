@@ -18,7 +18,7 @@ rule identity_evaluator:
     wildcard_constraints:
         benchmark="|".join(BENCHMARKS),
     benchmark:
-        f"logs/{PROFILE}/benchmarks/evaluator/{{benchmark}}.tsv"
+        f"logs/{PROFILE}/timings/evaluator/{{benchmark}}.tsv"
     log:
         f"logs/{PROFILE}/evaluator/{{benchmark}}.log",
     conda:

@@ -12,7 +12,7 @@ rule base_model:
         config=CONFIG_ARGS,
     threads: CFG["model"]["pretrain"]["threads"]
     benchmark:
-        f"logs/{PROFILE}/benchmarks/base_model.tsv"
+        f"logs/{PROFILE}/timings/base_model.tsv"
     log:
         f"logs/{PROFILE}/base_model.log",
     conda:

@@ -16,7 +16,7 @@ rule metric_matrices:
         config=CONFIG_ARGS,
         results=lambda w, input: str(Path(input.results[0]).parents[3]),  # results/<profile>
     benchmark:
-        f"logs/{PROFILE}/benchmarks/report/metric_matrices.tsv",
+        f"logs/{PROFILE}/timings/report/metric_matrices.tsv",
     log:
         f"logs/{PROFILE}/report/metric_matrices.log",
     conda:
@@ -36,7 +36,7 @@ rule continual_summary:
         config=CONFIG_ARGS,
         results=lambda w, input: str(Path(input.results[0]).parents[3]),  # results/<profile>
     benchmark:
-        f"logs/{PROFILE}/benchmarks/report/continual_summary.tsv",
+        f"logs/{PROFILE}/timings/report/continual_summary.tsv",
     log:
         f"logs/{PROFILE}/report/continual_summary.log",
     conda:
@@ -59,7 +59,7 @@ rule sample_grids:
         config=CONFIG_ARGS,
         results=lambda w, input: str(Path(input.results[0]).parents[3]),  # results/<profile>
     benchmark:
-        f"logs/{PROFILE}/benchmarks/report/sample_grids.tsv",
+        f"logs/{PROFILE}/timings/report/sample_grids.tsv",
     log:
         f"logs/{PROFILE}/report/sample_grids.log",
     conda:
@@ -79,7 +79,7 @@ rule parameter_costs:
         paper=json.dumps(CFG["profiles"].get("paper_faces", {}).get("methods", {}), sort_keys=True),
         config=CONFIG_ARGS,
     benchmark:
-        f"logs/{PROFILE}/benchmarks/report/parameter_costs.tsv",
+        f"logs/{PROFILE}/timings/report/parameter_costs.tsv",
     log:
         f"logs/{PROFILE}/report/parameter_costs.log",
     conda:
@@ -100,7 +100,7 @@ rule tables:
         report=report_params(),
         config=CONFIG_ARGS,
     benchmark:
-        f"logs/{PROFILE}/benchmarks/report/tables.tsv",
+        f"logs/{PROFILE}/timings/report/tables.tsv",
     log:
         f"logs/{PROFILE}/report/tables.log",
     conda:
@@ -123,7 +123,7 @@ rule figures:
         config=CONFIG_ARGS,
         runs=lambda w, input: str(Path(input.runs[0]).parents[3]),  # runs/<profile>
     benchmark:
-        f"logs/{PROFILE}/benchmarks/report/figures.tsv",
+        f"logs/{PROFILE}/timings/report/figures.tsv",
     log:
         f"logs/{PROFILE}/report/figures.log",
     conda:
@@ -146,7 +146,7 @@ rule audit:
         report=report_params(),
         config=CONFIG_ARGS,
     benchmark:
-        f"logs/{PROFILE}/benchmarks/report/audit.tsv",
+        f"logs/{PROFILE}/timings/report/audit.tsv",
     log:
         f"logs/{PROFILE}/report/audit.log",
     conda:
@@ -171,7 +171,7 @@ rule dvc_outputs:
         config=CONFIG_ARGS,
         runs=lambda w, input: str(Path(input.runs[0]).parents[3]),  # runs/<profile>
     benchmark:
-        f"logs/{PROFILE}/benchmarks/report/dvc_outputs.tsv",
+        f"logs/{PROFILE}/timings/report/dvc_outputs.tsv",
     log:
         f"logs/{PROFILE}/report/dvc_outputs.log",
     conda:
@@ -196,7 +196,7 @@ rule export_diffusers:
         config=CONFIG_ARGS,
         runs=lambda w, input: str(Path(input.runs[0]).parent),  # the chain's folder
     benchmark:
-        f"logs/{PROFILE}/benchmarks/report/export_{{benchmark}}_{{method}}_seed_{{seed}}.tsv",
+        f"logs/{PROFILE}/timings/report/export_{{benchmark}}_{{method}}_seed_{{seed}}.tsv",
     log:
         f"logs/{PROFILE}/report/export_{{benchmark}}_{{method}}_seed_{{seed}}.log",
     conda:

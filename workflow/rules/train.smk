@@ -25,7 +25,7 @@ rule train_task:
         task=r"\d\d",
     threads: CFG["torch_threads"]
     benchmark:
-        f"logs/{PROFILE}/benchmarks/train/{{benchmark}}/{{method}}/seed_{{seed}}/task_{{task}}.tsv"
+        f"logs/{PROFILE}/timings/train/{{benchmark}}/{{method}}/seed_{{seed}}/task_{{task}}.tsv"
     log:
         f"logs/{PROFILE}/train/{{benchmark}}/{{method}}/seed_{{seed}}/task_{{task}}.log",
     conda:

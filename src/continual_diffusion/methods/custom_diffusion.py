@@ -23,7 +23,7 @@
                             every concept (cosine 0.98-1.00 in the miniature), so their constraints
                             conflict, C M^-1 C^T is ill-conditioned (cond 4e5 for 10 faces concepts) and
                             the merged K/V norms grew to 50x the base: samples were noise
-                            (benchmarks/results/merge_constraint_rows.md).
+                            (studies/results/merge_constraint_rows.md).
                             C_reg: features of the regularization prompts (``regularization_prompts``:
                             "pool" = the benchmark's generic captions, or a list), every non-padding position.
 Saved per task: ``<module>.weight`` of every K/V projection (out x in).
@@ -39,7 +39,7 @@ from continual_diffusion.core.training import encode_latents, prompt_ids
 from continual_diffusion.data.task_images import load_task_images
 from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.models import kv_merge
-from continual_diffusion.models.sd_v1 import kv_shapes
+from continual_diffusion.models.sd_v1_architecture import kv_shapes
 from continual_diffusion.models.tokens import concept_token, prompt_for
 from continual_diffusion.methods import generated
 from continual_diffusion.methods.base import ContinualMethod, TaskContext, register

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from continual_diffusion.utils.config import method_params
 from continual_diffusion.utils.errors import PipelineError
-from continual_diffusion.models.sd_v1 import SD_V1_UNET_CONFIG, build_unet, parameter_costs
+from continual_diffusion.models.sd_v1_architecture import SD_V1_UNET_CONFIG, build_unet, parameter_costs
 
 # method -> (what it trains per task, how many copies of it are stored per task)
 COSTS = {
@@ -64,7 +64,7 @@ def base_configs(base: Path) -> tuple[dict, dict]:
             if not path.is_file():
                 raise PipelineError(f"{path}: config of the Stable Diffusion folder that {pointer} names is missing")
         return tuple(json.loads(p.read_text()) for p in paths)
-    if source.startswith((".", "/")) or source.count("/") != 1:  # as models/stable_diffusion.py decides
+    if source.startswith((".", "/")) or source.count("/") != 1:  # as models/sd_v1_weights.py decides
         raise PipelineError(f"{source}: Stable Diffusion folder that {pointer} names not found")
     from huggingface_hub import hf_hub_download
 

@@ -25,7 +25,7 @@ def load_base(folder: Path):
         raise PipelineError(f"{folder}: base model not built (run the base_model stage)")
     pointer = folder / POINTER
     if pointer.exists():
-        from continual_diffusion.models.stable_diffusion import load_stable_diffusion
+        from continual_diffusion.models.sd_v1_weights import load_stable_diffusion
 
         ref = json.loads(pointer.read_text())
         pipe = load_stable_diffusion(ref["model"], revision=ref["revision"], cache_dir=ref["cache_dir"],

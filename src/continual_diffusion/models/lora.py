@@ -21,7 +21,7 @@ import math
 import torch
 from torch import nn
 
-from continual_diffusion.models.sd_v1 import kv_shapes
+from continual_diffusion.models.sd_v1_architecture import kv_shapes
 
 
 def add_kv_lora(unet, rank: int, alpha: float | None = None, adapter: str = "current") -> list[str]:

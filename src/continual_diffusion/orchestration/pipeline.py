@@ -112,7 +112,7 @@ STAGES: tuple[Stage, ...] = (
         rules=("metric_matrices", "continual_summary", "sample_grids", "parameter_costs", "tables", "figures", "audit",
                "dvc_outputs", "export_diffusers"),
         code=(f"{PACKAGE}/stages/report/matrices.py", f"{PACKAGE}/stages/report/summary.py", f"{PACKAGE}/stages/report/grids.py", f"{PACKAGE}/data/task_images.py",
-              f"{PACKAGE}/metrics/continual.py", f"{PACKAGE}/metrics/param_cost.py", f"{PACKAGE}/models/sd_v1.py",
+              f"{PACKAGE}/metrics/continual.py", f"{PACKAGE}/metrics/param_cost.py", f"{PACKAGE}/models/sd_v1_architecture.py",
               f"{PACKAGE}/stages/report", f"{PACKAGE}/stages/export.py", "workflow/rules/report.smk"),
         params=("profile", "seeds", "benchmarks", "data", "train.methods", "methods", "report", "profiles"),
         outs=("reports/{profile}",),

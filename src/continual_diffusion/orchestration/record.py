@@ -135,14 +135,14 @@ def bit_identity_key(info: dict) -> str:
     mkl_path = caps.get("MKL_CBWR") or "+".join(info["cpu"]["isa_flags"])
     if info.get("cpu_isa") == "portable" and isa == "avx2":
         # cpu_isa: portable leaves no vendor- or model-dependent step on the pipeline's path (MKL's COMPATIBLE
-        # branch, exact square roots: numerics.py, benchmarks/results/cross_vendor.md): any x86-64 CPU with AVX2
+        # branch, exact square roots: numerics.py, studies/results/cross_vendor.md): any x86-64 CPU with AVX2
         return (f"portable|{info['cpu']['machine']}|aten={isa}|onednn={onednn_isa}|mkl={mkl_path}"
                 f"|torch={info['torch']}|mkl_version={info['mkl']}|onednn_version={info['onednn']}")
     # The CPU model is part of the key: under the same caps an AMD EPYC and an Intel Xeon gave different bits
-    # from the evaluator on (benchmarks/results/record_check_epyc_vs_xeon.txt), so equal caps are not enough.
+    # from the evaluator on (studies/results/record_check_epyc_vs_xeon.txt), so equal caps are not enough.
     # A VM may show a generic model name ("Intel(R) Xeon(R) Processor") for different CPUs: the ISA flags too,
     # up to the cap: under the caps no library runs AVX-512 or AMX code, and an AMD EPYC with AVX-512 (Zen 4)
-    # gave the bits of one without it (benchmarks/results/cross_isa_tiny_epyc_zen4.json, a full `make run`).
+    # gave the bits of one without it (studies/results/cross_isa_tiny_epyc_zen4.json, a full `make run`).
     flags = info["cpu"]["isa_flags"]
     if caps.get("ATEN_CPU_CAPABILITY") and caps.get("ONEDNN_MAX_CPU_ISA"):
         flags = [f for f in flags if f in CAPPED_FLAGS]

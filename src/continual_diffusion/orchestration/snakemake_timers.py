@@ -7,7 +7,7 @@ one more chain of wake-ups that never ends: after ``n`` finished jobs the loop r
 timespan, each time sizing the inputs of every ready job and solving the job selection. In the default
 run (380 jobs, up to 100 timer threads) the Snakemake process itself used 1018 CPU seconds of a 3177 s
 run on two cores, 16% of the machine that the jobs then lacked
-(``benchmarks/results/default_run_tiny_20261204-2040.md``).
+(``studies/results/default_run_tiny_20261204-2040.md``).
 
 The default workflow profile (``profiles/default/config.yaml``) therefore sets a timespan of 10 s: the same
 chains wake ten times less often. Timers are ordinary (non-daemon) threads, so the interpreter would

@@ -190,7 +190,7 @@ def _preload() -> None:
     from continual_diffusion.core import sampling, training  # noqa: F401
     from continual_diffusion.data import task_images  # noqa: F401
     from continual_diffusion.metrics import suite  # noqa: F401
-    from continual_diffusion.models import lora, sd_v1, tiny, tokenizer  # noqa: F401
+    from continual_diffusion.models import lora, sd_v1_architecture, tiny, tokenizer  # noqa: F401
     from continual_diffusion.stages import base_model, evaluate, export, identity_evaluator, train  # noqa: F401
     from continual_diffusion.stages.report import grids  # noqa: F401
 

@@ -143,7 +143,7 @@ def copy_embedded(source: Path, out: Path) -> dict:
 
 def link_stable_diffusion(cfg: dict, out: Path) -> dict:
     """Resolve SD v1.x offline, check that it loads, and write a pointer to it in ``out``."""
-    from continual_diffusion.models.stable_diffusion import load_stable_diffusion
+    from continual_diffusion.models.sd_v1_weights import load_stable_diffusion
 
     sd = cfg["model"]["stable_diffusion"]
     source = sd["path"] or sd["repo_id"]

@@ -260,7 +260,7 @@ ISA_ENVIRONMENT = {
     # "CNR:AUTO" on an AMD EPYC; oneMKL developer guide, "Specifying code branches": "settings other than AUTO
     # or COMPATIBLE are available only for Intel processors"). COMPATIBLE is the branch MKL runs on every x86-64
     # CPU: it removes MKL's vendor dispatch, not every vendor difference (MKL's float sqrt starts from rsqrtps),
-    # so it is not the default: benchmarks/results/cross_vendor.md.
+    # so it is not the default: studies/results/cross_vendor.md.
     "avx2_mkl_compatible": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE"},
     # the same caps, and every job's square roots correctly rounded (numerics.exact_sqrt): the two sources of
     # Intel / AMD differences found in cross_vendor.md removed

@@ -3,8 +3,8 @@
 torch takes the square root of a float CPU tensor with MKL's vector math. On AMD CPUs (and on Intel CPUs
 under ``MKL_CBWR=COMPATIBLE``) that kernel starts from the approximate ``rsqrtps`` instruction, whose bits
 the x86 specification leaves to each CPU design, and it is not correctly rounded (about 17% of float32
-results differ from the exact one on an AMD EPYC): benchmarks/results/cross_vendor.md. A pipeline job takes
-such roots in three places, found with ``benchmarks/sqrt_census.py``: AdamW's second-moment root, the noise
+results differ from the exact one on an AMD EPYC): studies/results/cross_vendor.md. A pipeline job takes
+such roots in three places, found with ``studies/sqrt_census.py``: AdamW's second-moment root, the noise
 schedule's ``sqrt(abar_t)`` / ``sqrt(1 - abar_t)`` (diffusers' ``add_noise``) and the samplers' sigmas
 (``alpha_t = 1 / sqrt(sigma_t^2 + 1)``).
 

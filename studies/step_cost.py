@@ -1,6 +1,6 @@
 """What one training step of the miniature costs on this CPU, and what that implies for the default run.
 
-    python benchmarks/step_cost.py --out benchmarks/results/step_cost_tiny.json
+    python studies/step_cost.py --out studies/results/step_cost_tiny.json
 
 A step is what every method's task loop does at least (training.py): the text encoder on the prompt, the
 U-Net forward on ``batch`` noisy latents, the backward to the cross-attention K/V weights and to the concept
@@ -172,7 +172,7 @@ def main() -> None:
             "fixed_ms": 1000 * fixed, "per_sample_ms": 1000 * per_sample,
             "train_floor_job_s": {**{b: round(v) for b, v in floor.items()}, "total": round(sum(floor.values()))},
         }
-    record = {"command": "python benchmarks/step_cost.py " + " ".join(sys.argv[1:]),
+    record = {"command": "python studies/step_cost.py " + " ".join(sys.argv[1:]),
               "date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_description()["model"],
               "cpu_generation": cpu_generation(cpu_description()),
               "torch": torch.__version__,
@@ -198,7 +198,7 @@ def main() -> None:
 
 
 def markdown(r: dict) -> str:
-    """The record as the table of benchmarks/results/step_cost_tiny.md."""
+    """The record as the table of studies/results/step_cost_tiny.md."""
     lines = [f"<!-- {r['command']} ({r['date']}) -->", "# Cost of one training step of the miniature (CPU, one thread)", "",
              f"{r['cpu']}{' (' + r['cpu_generation'] + ')' if r.get('cpu_generation') else ''}, torch {r['torch']}, ISA caps {r.get('isa_caps') or 'none'}, {r['threads']} thread, {r['steps']} steps x {r['rounds']} rounds per batch "
              "size (interleaved), idle machine. A step: text encoder, U-Net forward on `batch` noisy latents, backward "

@@ -1,7 +1,7 @@
 """Whether a CPU-ISA setting gives the same bits on Intel and AMD CPUs, tested on one machine by emulation.
 
     apt-get install qemu-user        # qemu-x86_64 (user-mode emulation), not part of `make install`
-    python benchmarks/cross_vendor_emulated.py --steps 2 --out benchmarks/results/cross_vendor_emulated_tiny.json
+    python studies/cross_vendor_emulated.py --steps 2 --out studies/results/cross_vendor_emulated_tiny.json
 
 Runs the same short ``cdiff train-task`` (faces, C-LoRA, task 1, ``--steps`` steps) under each ``cpu_isa``
 setting natively and under ``qemu-x86_64 -cpu MODEL`` for an Intel and an AMD CPU model. The emulator answers
@@ -21,7 +21,7 @@ small; the kernels a step runs are the same at any step count.
 first; 2 samples, 3 DPM-Solver++ steps): sampling, the identity evaluator and the metrics; compared: the sha256 of
 the sample grid and the per-concept scores.
 
-``--ops`` runs ``benchmarks/op_fingerprint.py`` instead of a training job: the bits of each op family on fixed
+``--ops`` runs ``studies/op_fingerprint.py`` instead of a training job: the bits of each op family on fixed
 inputs, natively and under both models. An op whose emulated bits differ from the native ones on the host's own
 vendor uses an instruction whose result the x86 specification leaves to the implementation (the approximate
 ``rcpps`` / ``rsqrtps``, which the emulator computes exactly and which Intel and AMD CPUs implement differently):
@@ -113,7 +113,7 @@ def fingerprint(setting: str, model: str | None) -> dict:
     env.update(ISA_ENVIRONMENT[setting], OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     head = ["qemu-x86_64", "-cpu", model] if model else []
     python = str(Path(sys.prefix) / "bin" / "python")
-    proc = subprocess.run([*head, python, str(REPO / "benchmarks" / "op_fingerprint.py")], cwd=REPO, env=env,
+    proc = subprocess.run([*head, python, str(REPO / "studies" / "op_fingerprint.py")], cwd=REPO, env=env,
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"op_fingerprint.py under {setting} on {model or 'native'} failed:\n{proc.stderr[-2000:]}")
@@ -194,7 +194,7 @@ def main() -> None:
         with ThreadPoolExecutor(args.jobs) as pool:
             runs = list(pool.map(lambda sm: fingerprint(*sm), plan))
         text, per_op = ops_table(runs, vendor)
-        text = (f"Host: {vendor} ({cpu_description()['model']}); benchmarks/op_fingerprint.py natively and under "
+        text = (f"Host: {vendor} ({cpu_description()['model']}); studies/op_fingerprint.py natively and under "
                 f"qemu-x86_64 -cpu {INTEL_MODEL} / {AMD_MODEL}.\n\n{text}")
         print(text)
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """The bits of each kind of operation the miniature runs, on fixed inputs: which op family gives different
-results on two CPUs (or natively and under emulation, benchmarks/cross_vendor_emulated.py --ops).
+results on two CPUs (or natively and under emulation, studies/cross_vendor_emulated.py --ops).
 
-    python benchmarks/op_fingerprint.py            # prints {op: sha256 of its outputs (first 16 hex)}
+    python studies/op_fingerprint.py            # prints {op: sha256 of its outputs (first 16 hex)}
 
 Shapes are the miniature's (batch 4, 16x16x4 latents, 32/64 U-Net channels, text width 64, 8x8 attention);
 forward and backward where training runs both. One thread; the ISA caps come from the environment.

@@ -6,7 +6,7 @@ For each variant (a set of ``--set``-style overrides on top of params.yaml), tra
 accuracy matrix: plasticity (R[t,t]) and what is left of concept 1 after the last task. Needs the
 built stages ``prepare_data``, ``base_model`` and ``evaluator`` (``make run`` or snakemake).
 
-  python benchmarks/tiny_sweep.py --benchmark faces --tasks 5 --methods clora,lora_sequential \
+  python studies/tiny_sweep.py --benchmark faces --tasks 5 --methods clora,lora_sequential \
       --variant "base" --variant "methods.clora.penalty_weight=10" --out /tmp/sweep
 """
 

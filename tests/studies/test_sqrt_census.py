@@ -1,4 +1,4 @@
-"""benchmarks/sqrt_census.py: it finds the square roots that reach MKL's vector math, and their callers."""
+"""studies/sqrt_census.py: it finds the square roots that reach MKL's vector math, and their callers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 
 from continual_diffusion.utils.numerics import exact_sqrt
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "sqrt_census.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "studies" / "sqrt_census.py"
 
 
 def _load():

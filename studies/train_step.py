@@ -9,10 +9,10 @@ Variants, all on the same randomly initialised U-Net and batch:
 A step is forward + backward + AdamW step + zero_grad. Timings interleave the variants round by
 round so drift hits them equally; the median over rounds is reported.
 
-  python benchmarks/train_step.py --size tiny --device cpu             # the default miniature (params.yaml)
-  python benchmarks/train_step.py --size tiny --benchmark landmarks    # ... at the landmarks rank
-  python benchmarks/train_step.py --size small --device cpu            # an earlier small config
-  python benchmarks/train_step.py --size sd --device cuda --dtype bf16  # SD v1.x scale (GPU)
+  python studies/train_step.py --size tiny --device cpu             # the default miniature (params.yaml)
+  python studies/train_step.py --size tiny --benchmark landmarks    # ... at the landmarks rank
+  python studies/train_step.py --size small --device cpu            # an earlier small config
+  python studies/train_step.py --size sd --device cuda --dtype bf16  # SD v1.x scale (GPU)
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from continual_diffusion.models.lora import PastDeltas, add_kv_lora, lora_parameters, reset_adapter  # noqa: E402
-from continual_diffusion.models.sd_v1 import SD_V1_UNET_CONFIG, build_unet, parameter_costs  # noqa: E402
+from continual_diffusion.models.sd_v1_architecture import SD_V1_UNET_CONFIG, build_unet, parameter_costs  # noqa: E402
 
 SMALL = dict(
     sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=[32, 64],

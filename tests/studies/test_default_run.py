@@ -1,4 +1,4 @@
-"""benchmarks/default_run.py: the per-method split and the repeated-job analysis (no pipeline run here)."""
+"""studies/default_run.py: the per-method split and the repeated-job analysis (no pipeline run here)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "default_run.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "studies" / "default_run.py"
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_repeated_train_jobs_match_weights_and_metrics_but_not_config_or_log(def
 
 
 def test_markdown_shows_the_method_table_and_the_repeated_jobs(default_run):
-    result = {"command": "python benchmarks/default_run.py", "date": "2026-12-01 00:00", "profile": "tiny",
+    result = {"command": "python studies/default_run.py", "date": "2026-12-01 00:00", "profile": "tiny",
               "wall_s": 100.0, "pipeline_wall_s": 96.0, "html_report_wall_s": 4.0, "returncode": 0, "load_before": 0.1,
               "platform": {"cpu": {"model": "cpu"}, "torch": "2"},
               "stages": {"train": {"jobs": 2, "job_seconds": 42.0, "median_job_s": 22.0, "max_job_s": 22.0}},
@@ -88,7 +88,7 @@ def test_benchmark_split_gives_each_job_to_the_benchmark_it_names(default_run):
 
 
 def test_markdown_shows_each_benchmarks_job_seconds_and_their_floor_on_the_cores(default_run):
-    result = {"command": "python benchmarks/default_run.py", "date": "2026-12-01 00:00", "profile": "tiny",
+    result = {"command": "python studies/default_run.py", "date": "2026-12-01 00:00", "profile": "tiny",
               "wall_s": 100.0, "pipeline_wall_s": 96.0, "html_report_wall_s": 4.0, "returncode": 0, "load_before": 0.1,
               "platform": {"cpu": {"model": "cpu"}, "torch": "2"}, "cores": 2,
               "stages": {"train": {"jobs": 2, "job_seconds": 360.0, "median_job_s": 240.0, "max_job_s": 240.0},
@@ -109,7 +109,7 @@ def test_render_rewrites_the_table_from_a_saved_result_and_refuses_a_missing_one
     assert missing.returncode == 1 and missing.stderr.strip() == f"default_run.py: {tmp_path / 'none.json'}: not found " \
                                                                  "(--render re-renders a saved result)"
     saved = tmp_path / "run.json"
-    saved.write_text(json.dumps({"command": "python benchmarks/default_run.py --out run.json", "date": "2026-12-01 00:00",
+    saved.write_text(json.dumps({"command": "python studies/default_run.py --out run.json", "date": "2026-12-01 00:00",
                                  "profile": "tiny", "wall_s": 60.0, "pipeline_wall_s": 58.0, "html_report_wall_s": 2.0,
                                  "returncode": 0, "load_before": 0.1, "platform": {"cpu": {"model": "cpu"}, "torch": "2"},
                                  "stages": {"train": {"jobs": 1, "job_seconds": 120.0, "median_job_s": 120.0,
@@ -117,7 +117,7 @@ def test_render_rewrites_the_table_from_a_saved_result_and_refuses_a_missing_one
                                  "jobs": {"train": {"train/faces/clora/seed_0/task_01": 120.0}}}))
     subprocess.run([sys.executable, str(SCRIPT), "--render", "--out", str(saved)], check=True, timeout=120)
     text = (tmp_path / "run.md").read_text()
-    assert text.startswith("<!-- python benchmarks/default_run.py --out run.json (2026-12-01 00:00) -->")
+    assert text.startswith("<!-- python studies/default_run.py --out run.json (2026-12-01 00:00) -->")
     assert "| faces | 120 | 120 | 1.0 |" in text
 
 

@@ -4,7 +4,7 @@
 suite (identity accuracy only) are summarised here instead, with the same per-chain numbers
 (metrics/continual.chain_metrics): P = mean_t R[t,t], A = mean_i R[T,i], F = mean_{i<T} (R[i,i] - R[T,i]).
 
-  python benchmarks/identity_seed_summary.py --results DIR   # DIR/<benchmark>/<method>/seed_<s>/task_XX/scores.json
+  python studies/identity_seed_summary.py --results DIR   # DIR/<benchmark>/<method>/seed_<s>/task_XX/scores.json
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""benchmarks/cross_vendor_emulated.py and op_fingerprint.py: the verdicts drawn from native and emulated runs,
+"""studies/cross_vendor_emulated.py and op_fingerprint.py: the verdicts drawn from native and emulated runs,
 and the fingerprints themselves (no emulator here)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "studies"
 
 
 def _load(name: str):

@@ -1,9 +1,9 @@
 """Which calls of a pipeline job take a square root of a float tensor, and where they come from.
 
-    python benchmarks/sqrt_census.py -- train-task --benchmark faces --method clora --seed 0 --task 1 \
+    python studies/sqrt_census.py -- train-task --benchmark faces --method clora --seed 0 --task 1 \
         --base models/tiny/base --runs /tmp/census/runs --checkpoints /tmp/census/ck --set train.steps.faces=2
 
-    python benchmarks/sqrt_census.py --suite --cpu-isa portable --out benchmarks/results/sqrt_census_portable.json
+    python studies/sqrt_census.py --suite --cpu-isa portable --out studies/results/sqrt_census_portable.json
 
 Runs one ``cdiff`` subcommand in this process under a ``TorchDispatchMode`` that sees every aten op, and counts
 the ops that compute a square root on CPU float tensors (``sqrt``, ``pow`` with exponent +-0.5, the foreach
@@ -13,7 +13,7 @@ the faces evaluator, tasks 1 and 2 of every method of ``train.methods`` and the 
 
 Why: torch computes the square root of a float CPU tensor with MKL's vector math, whose kernel on AMD CPUs
 (and on Intel CPUs under ``MKL_CBWR=COMPATIBLE``) starts from the approximate ``rsqrtps`` instruction, whose
-bits the x86 specification leaves to each CPU design (benchmarks/results/cross_vendor.md). A job whose census
+bits the x86 specification leaves to each CPU design (studies/results/cross_vendor.md). A job whose census
 is empty under ``cpu_isa: portable`` takes no vendor-dependent square root. ``rsqrt`` is listed too; its MKL
 kernel was reproduced exactly by emulation (cross_vendor_ops_tiny.json), so it is reported, not flagged.
 """
@@ -137,7 +137,7 @@ def main() -> None:
         shutil.rmtree(args.work, ignore_errors=True)
         methods = config.load()["train"]["methods"]
         jobs = {name: census(argv) for name, argv in suite_jobs(args.work, args.cpu_isa, methods)}
-        result = {"command": " ".join(["benchmarks/sqrt_census.py", *sys.argv[1:]]), "cpu_isa": args.cpu_isa,
+        result = {"command": " ".join(["studies/sqrt_census.py", *sys.argv[1:]]), "cpu_isa": args.cpu_isa,
                   "jobs": jobs, "returncode": max(j["returncode"] for j in jobs.values()),
                   "sqrt": sum((Counter(j["sqrt"]) for j in jobs.values()), Counter()),
                   "rsqrt": sum((Counter(j["rsqrt"]) for j in jobs.values()), Counter())}

@@ -1,6 +1,6 @@
 """What makes CPU results differ between x86 machines, and what capping the kernels' ISA costs.
 
-    python benchmarks/cross_isa.py --out benchmarks/results/cross_isa_tiny.json
+    python studies/cross_isa.py --out studies/results/cross_isa_tiny.json
 
 Runs the same ``cdiff train-task`` (faces, C-LoRA, task 1, ``--steps`` steps) and the same
 ``cdiff evaluate-task`` on it in fresh processes under each ISA setting: native (this CPU's best kernels),
@@ -20,10 +20,10 @@ roots to ``avx2_mkl_compatible`` (src/continual_diffusion/utils/numerics.py). Fo
 (``MKL_VERBOSE``: ``CNR:AVX2``, ``CNR:AUTO``, ...) and the CPU it ran on. Compare two machines' records (the
 task file and sample hashes of each setting):
 
-    python benchmarks/cross_isa.py --compare benchmarks/results/cross_isa_tiny.json benchmarks/results/cross_isa_tiny_epyc.json
+    python studies/cross_isa.py --compare studies/results/cross_isa_tiny.json studies/results/cross_isa_tiny_epyc.json
 
 ``--settings`` runs a subset (e.g. ``--settings all_avx2 avx2_mkl_compatible``). On one machine,
-``benchmarks/cross_vendor_emulated.py`` tells the vendor-dependent parts apart by emulating another vendor's CPU.
+``studies/cross_vendor_emulated.py`` tells the vendor-dependent parts apart by emulating another vendor's CPU.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""benchmarks/paper_gpu.py: the chain-cost estimate and its table (no timing here)."""
+"""studies/paper_gpu.py: the chain-cost estimate and its table (no timing here)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from continual_diffusion.utils import config
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "paper_gpu.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "studies" / "paper_gpu.py"
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ constrained rows per concept: the concept token's row only (what ``custom_diffus
 the token through the first end-of-text (the first implementation). Prints cond(C M^-1 C^T), the
 merged K/V norms relative to the base, and the cosine between concepts' token / end-of-text features.
 
-  python benchmarks/merge_conditioning.py --benchmark faces --tasks 10
+  python studies/merge_conditioning.py --benchmark faces --tasks 10
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ validation renders (the same indices, never training images) clean and round-tri
 ``--base``'s VAE, per class, and optionally the closed-set accuracy on the samples a chain scored after
 its last task (``samples.safetensors`` of the evaluate stage).
 
-  python benchmarks/evaluator_roundtrip.py --benchmark landmarks \
+  python studies/evaluator_roundtrip.py --benchmark landmarks \
       --evaluator old=/tmp/old_evaluator/landmarks --evaluator new=models/tiny/evaluator/landmarks \
-      --samples results/tiny/landmarks --out benchmarks/results/evaluator_vae_roundtrip_landmarks.json
+      --samples results/tiny/landmarks --out studies/results/evaluator_vae_roundtrip_landmarks.json
 """
 
 from __future__ import annotations

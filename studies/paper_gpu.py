@@ -17,8 +17,8 @@ tasks x two benchmarks, evaluation included:
     table_h = sum over benchmarks and methods of chain_s / 3600
 On a CPU the script shows that the code path runs and what one CPU step costs; its "hours" are CPU hours.
 
-    python benchmarks/paper_gpu.py --out benchmarks/results/paper_gpu_h200.json             # on a GPU
-    python benchmarks/paper_gpu.py --device cpu --quick --resolution 256 --out benchmarks/results/paper_gpu_cpu.json
+    python studies/paper_gpu.py --out studies/results/paper_gpu_h200.json             # on a GPU
+    python studies/paper_gpu.py --device cpu --quick --resolution 256 --out studies/results/paper_gpu_cpu.json
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from continual_diffusion.utils import config  # noqa: E402
 from continual_diffusion.stages.evaluate import scheduled_concepts  # noqa: E402
 from continual_diffusion.methods import MethodEnv, make_method  # noqa: E402
-from continual_diffusion.models.sd_v1 import SD_V1_UNET_CONFIG  # noqa: E402
+from continual_diffusion.models.sd_v1_architecture import SD_V1_UNET_CONFIG  # noqa: E402
 from continual_diffusion.models.tokens import add_concept_token, concept_token, prompt_for  # noqa: E402
 from continual_diffusion.utils.runtime import Runtime, prepare_device  # noqa: E402
 from continual_diffusion.core.sampling import generate  # noqa: E402

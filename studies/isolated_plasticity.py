@@ -9,8 +9,8 @@ given, and scores them with the benchmark's identity evaluator:
 This is the ceiling of the chain's plasticity R[t,t] for the base model and task settings. Needs the
 ``prepare_data``, ``base_model`` and ``evaluator`` stages.
 
-  python benchmarks/isolated_plasticity.py --benchmark faces --guidance 3,5,8 --out /tmp/iso
-  python benchmarks/isolated_plasticity.py --benchmark faces --set train.steps.faces=600 --out /tmp/iso600
+  python studies/isolated_plasticity.py --benchmark faces --guidance 3,5,8 --out /tmp/iso
+  python studies/isolated_plasticity.py --benchmark faces --set train.steps.faces=600 --out /tmp/iso600
 """
 
 from __future__ import annotations

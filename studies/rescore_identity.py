@@ -7,9 +7,9 @@ identity numbers are those of the evaluate stage (metrics/identity.identity_scor
 samples); other metrics are not recomputed. Check it against chains the pipeline itself re-evaluated
 with ``--check``: every accuracy field must be equal.
 
-  python benchmarks/rescore_identity.py --results /work/extra_seeds/results/tiny \
+  python studies/rescore_identity.py --results /work/extra_seeds/results/tiny \
       --evaluators models/tiny/evaluator --seeds 1,2 --out /tmp/rescored
-  python benchmarks/identity_seed_summary.py --results /tmp/rescored      # (seed-0 chains linked in)
+  python studies/identity_seed_summary.py --results /tmp/rescored      # (seed-0 chains linked in)
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Wall time of each task chain, from the Snakemake ``benchmark:`` files of a finished run.
 
 Every job of the base_model, evaluator, train and evaluate rules writes a TSV under
-``logs/<profile>/benchmarks/``; this sums them per (benchmark, method, seed) chain, training and
+``logs/<profile>/timings/``; this sums them per (benchmark, method, seed) chain, training and
 evaluation separately, and prints a Markdown table (JSON with ``--out``).
 
-  python benchmarks/chain_wall_times.py --profile tiny
+  python studies/chain_wall_times.py --profile tiny
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def main() -> None:
     p.add_argument("--root", type=Path, default=Path("logs"))
     p.add_argument("--out", type=Path)
     args = p.parse_args()
-    root = args.root / args.profile / "benchmarks"
+    root = args.root / args.profile / "timings"
     chains: dict[tuple, dict] = defaultdict(lambda: {"train_s": 0.0, "evaluate_s": 0.0, "tasks": 0})
     for kind in ("train", "evaluate"):
         for tsv in sorted((root / kind).glob("*/*/seed_*/task_*.tsv")):

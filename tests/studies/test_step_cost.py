@@ -1,4 +1,4 @@
-"""benchmarks/step_cost.py: the cost model's fit and the torch.compile summary line (no timing here)."""
+"""studies/step_cost.py: the cost model's fit and the torch.compile summary line (no timing here)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "step_cost.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "studies" / "step_cost.py"
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""benchmarks/cross_isa.py: the MKL branch probe, the oneDNN-off entry point and the two-machine comparison
+"""studies/cross_isa.py: the MKL branch probe, the oneDNN-off entry point and the two-machine comparison
 (no training here)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "benchmarks" / "cross_isa.py"
+SCRIPT = REPO / "studies" / "cross_isa.py"
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ Trains the VAE, then the text encoder + U-Net, on the generic pools written by `
 (``data/<profile>/pool/*``), and reports time per step, VAE reconstruction PSNR on task images
 (never seen in pre-training), the denoiser's loss, and writes a grid of samples for pool captions.
 
-  python benchmarks/pretrain_probe.py --vae-steps 800 --unet-steps 1500 --out /tmp/probe
+  python studies/pretrain_probe.py --vae-steps 800 --unet-steps 1500 --out /tmp/probe
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Time a fresh ``make run`` (the full default pipeline) stage by stage, on an idle machine.
 
-    python benchmarks/default_run.py --out benchmarks/results/default_run_tiny.json
+    python studies/default_run.py --out studies/results/default_run_tiny.json
 
 1. Refuses to start while the machine is busy (1-minute load average above ``--max-load``, or another
    torch / snakemake / pytest process running): timings taken beside other jobs are not the figure.
@@ -9,7 +9,7 @@
 3. Runs ``make run`` and reads:
    * wall time of the whole command, of the Snakemake pipeline and of the HTML report
      (``logs/make-run.times``, written by the Makefile);
-   * every job's wall time from the Snakemake ``benchmark:`` files (``logs/<profile>/benchmarks/``),
+   * every job's wall time from the Snakemake ``benchmark:`` files (``logs/<profile>/timings/``),
      summed per stage (prepare_data, base_model, evaluator, train, evaluate, report): the profile of
      where the time goes. Jobs run in parallel, so job seconds add up to more than the wall time;
    * the train and evaluate job seconds split by benchmark and method, and by task (``method_split``);
@@ -331,14 +331,14 @@ def main() -> None:
     orchestration = sampler.stop()
     marks = read_marks(Path("logs/make-run.times"))
     stages = {}
-    times = job_times(Path(f"logs/{args.profile}/benchmarks"))
+    times = job_times(Path(f"logs/{args.profile}/timings"))
     for name, jobs in sorted(times.items(),
                              key=lambda kv: list(STAGE_OF_FOLDER).index(kv[0]) if kv[0] in STAGE_OF_FOLDER else 99):
         seconds = sorted(s for _, s in jobs)
         stages[name] = {"jobs": len(jobs), "job_seconds": sum(seconds), "median_job_s": seconds[len(seconds) // 2],
                         "max_job_s": seconds[-1]}
     result = {
-        "command": f"python benchmarks/default_run.py {' '.join(sys.argv[1:])}",
+        "command": f"python studies/default_run.py {' '.join(sys.argv[1:])}",
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "profile": args.profile, "cores": int(args.cores), "fresh": not args.keep, "returncode": rc,
         "load_before": load,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from continual_diffusion.models.sd_v1 import SD_V1_UNET_CONFIG, build_unet, parameter_costs
+from continual_diffusion.models.sd_v1_architecture import SD_V1_UNET_CONFIG, build_unet, parameter_costs
 
 
 @pytest.fixture(scope="module")

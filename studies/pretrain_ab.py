@@ -7,9 +7,9 @@ timesteps with fixed noise (the same numbers for every variant and for ``--base`
     val(t) = mean || eps - unet(sqrt(abar_t) z0 + sqrt(1 - abar_t) eps, t, text(caption)) ||^2
 and writes a sample grid (real image, then 7 samples, for three pool captions) per variant.
 
-  python benchmarks/pretrain_ab.py --steps 800 --variant base:lr=1e-3 \
+  python studies/pretrain_ab.py --steps 800 --variant base:lr=1e-3 \
       --variant snr5:lr=1e-3,snr_gamma=5 --variant snr5lr2:lr=2e-3,snr_gamma=5 --out /tmp/ab
-  python benchmarks/pretrain_ab.py --base models/tiny/base --out /tmp/ab     # score an existing base
+  python studies/pretrain_ab.py --base models/tiny/base --out /tmp/ab     # score an existing base
 """
 
 from __future__ import annotations
