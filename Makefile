@@ -66,6 +66,8 @@ test: install
 	pytest
 
 lint: install
+	ruff check
+	lint-imports
 	snakemake --lint
 	cdiff dvc-yaml --check
 

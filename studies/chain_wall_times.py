@@ -43,7 +43,8 @@ def main() -> None:
         other[f"evaluator_{tsv.stem}_s"] = seconds(tsv)
     print("| benchmark | method | seed | tasks | train (s) | evaluate (s) | chain total (s) |\n|---|---|---|---|---|---|---|")
     for (b, m, s), c in sorted(chains.items()):
-        print(f"| {b} | {m} | {s} | {c['tasks']} | {c['train_s']:.0f} | {c['evaluate_s']:.0f} | {c['train_s'] + c['evaluate_s']:.0f} |")
+        print(f"| {b} | {m} | {s} | {c['tasks']} | {c['train_s']:.0f} | {c['evaluate_s']:.0f} "
+              f"| {c['train_s'] + c['evaluate_s']:.0f} |")
     totals = [c["train_s"] + c["evaluate_s"] for c in chains.values()]
     if totals:
         print(f"\nchains: {len(totals)}, median chain {statistics.median(totals):.0f} s, "

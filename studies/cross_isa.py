@@ -16,9 +16,9 @@ Two settings test the MKL part of the difference between CPU vendors: ``avx2_mkl
 MKL runs on non-Intel CPUs: there it ignores ``MKL_CBWR=AVX2`` and runs AUTO) and
 ``avx2_mkl_compatible_no_onednn`` (the same with ``torch.backends.mkldnn`` off, so that convolutions run torch's
 own kernels and MKL's GEMM instead of oneDNN). ``portable`` (params ``cpu_isa: portable``) adds exact square
-roots to ``avx2_mkl_compatible`` (src/continual_diffusion/utils/numerics.py). For each setting the record keeps the branch MKL reports
-(``MKL_VERBOSE``: ``CNR:AVX2``, ``CNR:AUTO``, ...) and the CPU it ran on. Compare two machines' records (the
-task file and sample hashes of each setting):
+roots to ``avx2_mkl_compatible`` (src/continual_diffusion/utils/numerics.py). For each setting the record keeps
+the branch MKL reports (``MKL_VERBOSE``: ``CNR:AVX2``, ``CNR:AUTO``, ...) and the CPU it ran on. Compare two machines' records
+(the task file and sample hashes of each setting):
 
     python studies/cross_isa.py --compare studies/results/cross_isa_tiny.json studies/results/cross_isa_tiny_epyc.json
 

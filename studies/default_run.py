@@ -36,8 +36,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from continual_diffusion.utils.config import load as load_config  # noqa: E402
 from continual_diffusion.orchestration.record import cpu_generation, platform_info  # noqa: E402
+from continual_diffusion.utils.config import load as load_config  # noqa: E402
 
 STAGE_OF_FOLDER = {"prepare_data": "prepare_data", "base_model": "base_model", "evaluator": "evaluator",
                    "train": "train", "evaluate": "evaluate", "report": "report"}

@@ -24,11 +24,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from continual_diffusion.utils import config  # noqa: E402
-from continual_diffusion.utils.config import benchmark_config  # noqa: E402
+from continual_diffusion.metrics.identity import identity_scores  # noqa: E402
 from continual_diffusion.models.identity_net import load_evaluator, predict  # noqa: E402
 from continual_diffusion.stages.identity_evaluator import _accuracy, heldout_renders, vae_roundtrip  # noqa: E402
-from continual_diffusion.metrics.identity import identity_scores  # noqa: E402
+from continual_diffusion.utils import config, layout  # noqa: E402
+from continual_diffusion.utils.config import benchmark_config  # noqa: E402
 
 
 def per_class_accuracy(net, images: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
@@ -60,7 +60,7 @@ def main() -> None:
     cfg = config.load(overrides=[f"profile={args.profile}"])
     bench = benchmark_config(cfg, args.benchmark)
     ev = cfg["evaluator"]
-    base = args.base or Path("models") / args.profile / "base"
+    base = args.base or layout.base_dir(args.profile)
     evaluators = dict(item.split("=", 1) for item in args.evaluator)
     nets = {name: load_evaluator(Path(folder)) for name, folder in evaluators.items()}
     classes = next(iter(nets.values()))[1]["classes"]

@@ -17,9 +17,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from continual_diffusion.stages.report.matrices import metric_matrix  # noqa: E402
-
 from continual_diffusion.metrics.continual import chain_metrics  # noqa: E402
+from continual_diffusion.stages.report.matrices import metric_matrix  # noqa: E402
+from continual_diffusion.utils import layout  # noqa: E402
 
 # (column, chain_metrics key)
 COLUMNS = (("P", "plasticity"), ("min_t R[t,t]", "plasticity_min"), ("final A", "final"), ("F", "forgetting"),
@@ -40,7 +40,7 @@ def main() -> None:
               + "---|" * (len(COLUMNS) + 3))
         for b in args.benchmarks.split(","):
             for m in args.methods.split(","):
-                per_seed = [chain_metrics(metric_matrix(args.results / b / m / f"seed_{s}", args.tasks, key))
+                per_seed = [chain_metrics(metric_matrix(layout.chain_dir(args.results, b, m, s), args.tasks, key))
                             for s in seeds]
                 a = np.array([[c[k] for _, k in COLUMNS] for c in per_seed])
                 cells = [f"{a[:, j].mean():.3f} +- {a[:, j].std(ddof=1 if len(a) > 1 else 0):.3f}" for j in range(len(COLUMNS))]

@@ -25,12 +25,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from continual_diffusion.utils import config  # noqa: E402
 from continual_diffusion.core.chain import build_model, restore_chain  # noqa: E402
-from continual_diffusion.stages.train import run_task  # noqa: E402
-from continual_diffusion.models.identity_net import load_evaluator, predict  # noqa: E402
-from continual_diffusion.methods import MethodEnv, make_method  # noqa: E402
 from continual_diffusion.core.sampling import generate  # noqa: E402
+from continual_diffusion.methods import MethodEnv, make_method  # noqa: E402
+from continual_diffusion.models.identity_net import load_evaluator, predict  # noqa: E402
+from continual_diffusion.stages.train import run_task  # noqa: E402
+from continual_diffusion.utils import config, layout  # noqa: E402
 
 
 def main() -> None:
@@ -46,17 +46,17 @@ def main() -> None:
     args = p.parse_args()
     cfg = config.load(overrides=args.set)
     profile, bench = cfg["profile"], args.benchmark
-    base = args.base or Path("models") / profile / "base"
-    net, report = load_evaluator(Path("models") / profile / "evaluator" / bench)
+    base = args.base or layout.base_dir(profile)
+    net, report = load_evaluator(layout.evaluator_dir(profile, bench))
     guidances = [float(g) for g in args.guidance.split(",")]
     scores = {g: {} for g in guidances}
     started = time.perf_counter()
     for k in (int(c) for c in args.concepts.split(",")):
         data = args.out / f"concept_{k:02d}" / "data"
-        link = data / "tasks" / bench / "task_01"
+        link = layout.concept_task_dir(data, bench, 1)
         link.parent.mkdir(parents=True, exist_ok=True)
         if not link.exists():
-            link.symlink_to((Path("data") / profile / "tasks" / bench / f"task_{k:02d}").resolve())
+            link.symlink_to(layout.concept_task_dir(layout.profile_root("data", profile), bench, k).resolve())
         runs = args.out / f"concept_{k:02d}" / "runs"
         if not (runs / "task_01").exists():
             run_task(cfg, bench, args.method, args.seed, 1, data, base, runs, args.out / f"concept_{k:02d}" / "ckpt")

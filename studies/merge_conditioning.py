@@ -13,13 +13,13 @@ from pathlib import Path
 
 import torch
 
-from continual_diffusion.utils import config
 from continual_diffusion.core.chain import build_model, restore_chain
+from continual_diffusion.core.training import prompt_ids
 from continual_diffusion.methods import MethodEnv, make_method
 from continual_diffusion.methods.custom_diffusion import prompt_features, regularization_prompts
 from continual_diffusion.models import kv_merge
 from continual_diffusion.models.tokens import concept_token, prompt_for
-from continual_diffusion.core.training import prompt_ids
+from continual_diffusion.utils import config, layout
 
 
 def token_through_eos(model, token: str) -> torch.Tensor:
@@ -40,10 +40,11 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     cfg = config.load([Path("params.yaml")], [f"profile={args.profile}"])
-    model = build_model(Path(f"models/{args.profile}/base"))
+    model = build_model(layout.base_dir(args.profile))
     method = make_method("custom_diffusion_merge", config.method_params(cfg, args.benchmark, "custom_diffusion_merge"))
-    method.prepare(model, MethodEnv(args.benchmark, Path(f"data/{args.profile}"), args.seed))
-    restore_chain(model, method, Path(f"runs/{args.profile}/{args.benchmark}/custom_diffusion_merge/seed_{args.seed}"), args.tasks)
+    method.prepare(model, MethodEnv(args.benchmark, layout.profile_root("data", args.profile), args.seed))
+    runs = layout.profile_root("runs", args.profile)
+    restore_chain(model, method, layout.chain_dir(runs, args.benchmark, "custom_diffusion_merge", args.seed), args.tasks)
     reg = prompt_features(model, regularization_prompts(method.params, method.env))
     ridge = float(method.params.get("ridge", 1e-6))
     spans = {t: token_through_eos(model, concept_token(t)) for t in range(1, args.tasks + 1)}
@@ -59,9 +60,13 @@ def main() -> None:
               f"||W*|| / ||W0|| mean {sum(ratio) / len(ratio):.2f} max {max(ratio):.2f}")
     own = [float(method.task_weights[t][n].norm() / method.w_base[n].norm()) for t in spans for n in method.linears]
     print(f"each task's own ||W_i|| / ||W0||: mean {sum(own) / len(own):.2f}")
-    cos = lambda a, b: float(torch.nn.functional.cosine_similarity(a, b, dim=0))
+
+    def cos(a, b):
+        return float(torch.nn.functional.cosine_similarity(a, b, dim=0))
+
     print("cos(token feature of concept 1, of concept t):", " ".join(f"{cos(spans[1][0], spans[t][0]):.3f}" for t in spans))
-    print("cos(end-of-text feature of concept 1, of concept t):", " ".join(f"{cos(spans[1][-1], spans[t][-1]):.3f}" for t in spans))
+    print("cos(end-of-text feature of concept 1, of concept t):",
+          " ".join(f"{cos(spans[1][-1], spans[t][-1]):.3f}" for t in spans))
 
 
 if __name__ == "__main__":

@@ -37,14 +37,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from continual_diffusion.utils import config  # noqa: E402
-from continual_diffusion.stages.evaluate import scheduled_concepts  # noqa: E402
+from continual_diffusion.core.sampling import generate  # noqa: E402
+from continual_diffusion.core.training import Model, TrainConfig, train_task  # noqa: E402
 from continual_diffusion.methods import MethodEnv, make_method  # noqa: E402
 from continual_diffusion.models.sd_v1_architecture import SD_V1_UNET_CONFIG  # noqa: E402
 from continual_diffusion.models.tokens import add_concept_token, concept_token, prompt_for  # noqa: E402
+from continual_diffusion.stages.evaluate import scheduled_concepts  # noqa: E402
+from continual_diffusion.utils import config  # noqa: E402
 from continual_diffusion.utils.runtime import Runtime, prepare_device  # noqa: E402
-from continual_diffusion.core.sampling import generate  # noqa: E402
-from continual_diffusion.core.training import Model, TrainConfig, train_task  # noqa: E402
 
 METHODS = ("clora", "lora_sequential", "textual_inversion", "dreambooth", "custom_diffusion_seq",
            "custom_diffusion_merge", "custom_diffusion_ewc", "generative_replay", "custom_diffusion_offline")

@@ -25,12 +25,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from continual_diffusion.utils import config  # noqa: E402
-from continual_diffusion.models.base_folder import load_base  # noqa: E402
-from continual_diffusion.stages.base_model import load_pools  # noqa: E402
-from continual_diffusion.models.tiny import build_components  # noqa: E402
-from continual_diffusion.models.pretrain import PhaseConfig, encode_pool, train_denoiser  # noqa: E402
 from continual_diffusion.core.sampling import grid  # noqa: E402
+from continual_diffusion.models.base_folder import load_base  # noqa: E402
+from continual_diffusion.models.pretrain import PhaseConfig, encode_pool, train_denoiser  # noqa: E402
+from continual_diffusion.models.tiny import build_components  # noqa: E402
+from continual_diffusion.stages.base_model import load_pools  # noqa: E402
+from continual_diffusion.utils import config  # noqa: E402
 
 TIMESTEPS = [50, 200, 400, 600, 800, 950]
 

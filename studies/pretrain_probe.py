@@ -21,9 +21,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from continual_diffusion.models.pretrain import PhaseConfig, encode_pool, latent_scale, to_unit_range, train_denoiser, train_vae  # noqa: E402
 from continual_diffusion.models.tiny import build_components  # noqa: E402
 from continual_diffusion.models.tokenizer import train_clip_bpe  # noqa: E402
-from continual_diffusion.models.pretrain import PhaseConfig, encode_pool, latent_scale, to_unit_range, train_denoiser, train_vae  # noqa: E402
 
 SPEC = dict(
     resolution=64, vae_channels=[32, 64, 64], latent_channels=4, unet_channels=[64, 128], unet_attention=[True, True],

@@ -24,8 +24,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from continual_diffusion.models.identity_net import load_evaluator, predict  # noqa: E402
 from continual_diffusion.metrics.identity import identity_scores  # noqa: E402
+from continual_diffusion.models.identity_net import load_evaluator, predict  # noqa: E402
+from continual_diffusion.utils import layout  # noqa: E402
 
 PAD = 2  # sampling.grid's padding
 
@@ -67,7 +68,7 @@ def main() -> None:
         for m in args.methods.split(","):
             for s in (int(x) for x in args.seeds.split(",")):
                 for t in range(1, args.tasks + 1):
-                    rel = Path(b) / m / f"seed_{s}" / f"task_{t:02d}"
+                    rel = layout.task_dir(layout.chain_dir("", b, m, s), t)
                     concepts = rescore_task(args.results / rel, t, net, manifest)
                     if args.check:
                         recorded = json.loads((args.results / rel / "scores.json").read_text())["concepts"]
@@ -78,7 +79,8 @@ def main() -> None:
                             same = same and abs(ours["p_true"] - recorded[i]["p_true"]) < 1e-5
                             if not same:
                                 mismatches += 1
-                                print(f"MISMATCH {rel} concept {i}: {ours['accuracy_closed']} vs {recorded[i]['accuracy_closed']}")
+                                print(f"MISMATCH {rel} concept {i}: {ours['accuracy_closed']} "
+                                      f"vs {recorded[i]['accuracy_closed']}")
                     if args.out:
                         target = args.out / rel
                         target.mkdir(parents=True, exist_ok=True)

@@ -38,9 +38,9 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
-from continual_diffusion.utils import config as cfg_module  # noqa: E402
 from continual_diffusion.models.tiny import build_components, latent_size  # noqa: E402
 from continual_diffusion.orchestration.record import cpu_description, cpu_generation  # noqa: E402
+from continual_diffusion.utils import config as cfg_module  # noqa: E402
 
 TOKENIZER = REPO / "embedded" / "tiny_base" / "tokenizer"  # the committed miniature's tokenizer
 
@@ -200,7 +200,9 @@ def main() -> None:
 def markdown(r: dict) -> str:
     """The record as the table of studies/results/step_cost_tiny.md."""
     lines = [f"<!-- {r['command']} ({r['date']}) -->", "# Cost of one training step of the miniature (CPU, one thread)", "",
-             f"{r['cpu']}{' (' + r['cpu_generation'] + ')' if r.get('cpu_generation') else ''}, torch {r['torch']}, ISA caps {r.get('isa_caps') or 'none'}, {r['threads']} thread, {r['steps']} steps x {r['rounds']} rounds per batch "
+             f"{r['cpu']}{' (' + r['cpu_generation'] + ')' if r.get('cpu_generation') else ''}, torch {r['torch']}, "
+             f"ISA caps {r.get('isa_caps') or 'none'}, {r['threads']} thread, "
+             f"{r['steps']} steps x {r['rounds']} rounds per batch "
              "size (interleaved), idle machine. A step: text encoder, U-Net forward on `batch` noisy latents, backward "
              "to the cross-attention K/V weights and the token row, AdamW. Median (min-max) over rounds.", ""]
     batches = list(next(iter(r["results"].values()))["ms_per_step"])
@@ -211,7 +213,8 @@ def markdown(r: dict) -> str:
         ms, floor = x["ms_per_step"], x["train_floor_job_s"]["total"]
         cells = [f"{ms[b]['median']:.1f} ({ms[b]['min']:.1f}-{ms[b]['max']:.1f})" for b in batches]
         lines.append(f"| {name} | {x['latent_size']}x{x['latent_size']} | " + " | ".join(cells)
-                     + f" | {x['fixed_ms']:.1f} | {x['per_sample_ms']:.2f} | {floor} job-s ({floor / 2 / 60:.0f} min on 2 cores) |")
+                     + f" | {x['fixed_ms']:.1f} | {x['per_sample_ms']:.2f} | {floor} job-s "
+                       f"({floor / 2 / 60:.0f} min on 2 cores) |")
     p, t = r["parallel"], r["train"]
     lines += ["", f"{p['processes']} processes at once (batch {p['batch']}): {p['ms_per_step']:.1f} ms per step each against "
               f"{p['ms_per_step_alone']:.1f} ms alone ({p['slowdown']:.2f}x), {p['throughput_gain']:.2f}x the steps per second.",

@@ -22,10 +22,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from continual_diffusion.utils import config  # noqa: E402
-from continual_diffusion.stages.train import run_task  # noqa: E402
 from continual_diffusion.stages.evaluate import evaluate_task  # noqa: E402
 from continual_diffusion.stages.report.matrices import metric_matrix  # noqa: E402
+from continual_diffusion.stages.train import run_task  # noqa: E402
+from continual_diffusion.utils import config, layout  # noqa: E402
 
 
 def main() -> None:
@@ -45,20 +45,20 @@ def main() -> None:
         overrides = [o for o in text.split(",") if o]
         cfg = config.load(overrides=[f"profile={args.profile}", *overrides])
         data = Path("data") / args.profile
-        base = Path("models") / args.profile / "base"
-        evaluator = Path("models") / args.profile / "evaluator" / args.benchmark
+        base = layout.base_dir(args.profile)
+        evaluator = layout.evaluator_dir(args.profile, args.benchmark)
         for method in args.methods.split(","):
             for seed in (int(s) for s in args.seeds.split(",")):
-                root = args.out / name / method / f"seed_{seed}"
+                root = layout.chain_dir(args.out / name, method, seed)
                 start = time.perf_counter()
                 for task in range(1, args.tasks + 1):
-                    if not (root / "runs" / f"task_{task:02d}").exists():
+                    if not layout.task_dir(root / "runs", task).exists():
                         run_task(cfg, args.benchmark, method, seed, task, data, base, root / "runs", root / "ckpt")
                 train_s = time.perf_counter() - start
                 for task in range(1, args.tasks + 1):
-                    if not (root / "results" / f"task_{task:02d}").exists():
+                    if not layout.task_dir(root / "results", task).exists():
                         evaluate_task(cfg, args.benchmark, method, seed, task, base, root / "runs", evaluator,
-                                      root / "results" / f"task_{task:02d}", data)
+                                      layout.task_dir(root / "results", task), data)
                 r = metric_matrix(root / "results", args.tasks)
                 row = {"variant": name, "overrides": overrides, "method": method, "seed": seed,
                        "diag": np.diag(r).round(3).tolist(), "concept1_curve": r[:, 0].round(3).tolist(),

@@ -13,8 +13,8 @@ import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ["Snakefile", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore", "workflow", "profiles", "src", "pyproject.toml",
-                  "embedded", "reports/reported"]
+WORKFLOW_FILES = ["Snakefile", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore", "workflow", "profiles", "src",
+                  "pyproject.toml", "embedded", "reports/reported"]
 
 
 def distinct_image(seed: int, size: int = 40, mode: str = "RGB") -> Image.Image:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
+from continual_diffusion.core.training import Model, encode_latents
 from continual_diffusion.models.tiny import build_components
 from continual_diffusion.models.tokenizer import train_clip_bpe
-from continual_diffusion.core.training import Model, encode_latents
 
 SPEC = dict(
     resolution=16, vae_channels=[8, 16], latent_channels=4, unet_channels=[16, 32], unet_attention=[True, False],
@@ -30,13 +32,11 @@ def task_latents(model: Model, seed: int, n: int = 6) -> torch.Tensor:
     return encode_latents(model.vae, images)
 
 
-def saved_base(folder) -> "Path":
+def saved_base(folder) -> Path:
     """The tiny random model saved as a base_model stage output (diffusers layout + base.json)."""
-    from pathlib import Path
-
+    from continual_diffusion.models.tiny import save_pipeline
     from continual_diffusion.stages.base_model import MANIFEST, file_hashes
     from continual_diffusion.utils.io import json_text
-    from continual_diffusion.models.tiny import save_pipeline
 
     folder = Path(folder)
     tokenizer = train_clip_bpe(CAPTIONS, vocab_size=200, max_length=16, out=folder.parent / f"{folder.name}_tok")
@@ -45,11 +45,9 @@ def saved_base(folder) -> "Path":
     return folder
 
 
-def smoke_workspace(root, tasks=(1, 2)) -> "Path":
+def smoke_workspace(root, tasks=(1, 2)) -> Path:
     """A saved base (``root/base``) and faces task folders ``root/data/tasks/faces/task_XX`` (seed = task):
     what a train job reads. Returns the base folder."""
-    from pathlib import Path
-
     root = Path(root)
     base = saved_base(root / "base")
     for task in tasks:
@@ -60,7 +58,6 @@ def smoke_workspace(root, tasks=(1, 2)) -> "Path":
 def write_task(folder, seed: int, n: int = 4, size: int = 16) -> None:
     """A task folder (manifest + PNG images) as prepare_data writes it."""
     import json
-    from pathlib import Path
 
     import numpy as np
     from PIL import Image

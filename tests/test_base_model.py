@@ -8,11 +8,11 @@ import time
 import pytest
 import torch
 
-from continual_diffusion.utils import config
 from continual_diffusion.models.base_folder import load_base
 from continual_diffusion.stages.base_model import MANIFEST, build_base, copy_embedded, pretrain_base, verify
-from continual_diffusion.utils.config import benchmark_config
 from continual_diffusion.stages.prepare_data import prepare_pool
+from continual_diffusion.utils import config
+from continual_diffusion.utils.config import benchmark_config
 from continual_diffusion.utils.errors import PipelineError
 from tests.helpers import REPO
 
@@ -84,7 +84,8 @@ def test_pretraining_refuses_a_pool_of_another_resolution(smoke_pools, tmp_path)
 def test_absent_stable_diffusion_fails_fast_with_what_to_fetch(tmp_path):
     cfg = config.load(overrides=["profile=paper_faces", f"model.stable_diffusion.cache_dir={tmp_path / 'hub'}"])
     start = time.perf_counter()
-    with pytest.raises(PipelineError, match=r"CompVis/stable-diffusion-v1-4@main: Stable Diffusion weights not found offline.*hf download"):
+    with pytest.raises(PipelineError,
+                       match=r"CompVis/stable-diffusion-v1-4@main: Stable Diffusion weights not found offline.*hf download"):
         build_base(cfg, tmp_path, tmp_path / "base")
     assert time.perf_counter() - start < 30
     assert not (tmp_path / "base").exists()

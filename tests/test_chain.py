@@ -7,12 +7,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from continual_diffusion.utils import config
 from continual_diffusion.core.chain import build_model, restore_chain
-from continual_diffusion.stages.train import run_task
-from continual_diffusion.utils.errors import PipelineError
-from continual_diffusion.methods import make_method
 from continual_diffusion.core.sampling import generate
+from continual_diffusion.methods import make_method
+from continual_diffusion.stages.train import run_task
+from continual_diffusion.utils import config
+from continual_diffusion.utils.errors import PipelineError
 from tests.model_fixtures import smoke_workspace, write_task
 
 

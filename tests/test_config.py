@@ -37,12 +37,26 @@ def write(tmp_path, text):
     return path
 
 
-def base_text():
-    return (REPO / "params.yaml").read_text()
+def edited(tmp_path, edit):
+    """A copy of params.yaml with ``edit(params)`` applied to its parsed content (no dependence on its layout)."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    edit(params)
+    return write(tmp_path, yaml.safe_dump(params, sort_keys=False))
+
+
+def rename(mapping: dict, old: str, new: str) -> None:
+    mapping[new] = mapping.pop(old)
+
+
+def test_an_unedited_copy_resolves_as_the_original(tmp_path):
+    path = edited(tmp_path, lambda params: None)
+    for profile in PROFILES:
+        overrides = [f"profile={profile}"]
+        assert config.load([path], overrides) == config.load([REPO / "params.yaml"], overrides)
 
 
 def test_unknown_key_is_one_line_error_naming_it(tmp_path):
-    path = write(tmp_path, base_text().replace("    min_images: 15            #", "    min_imagez: 15            #", 1))
+    path = edited(tmp_path, lambda params: rename(params["data"]["faces"], "min_images", "min_imagez"))
     with pytest.raises(PipelineError) as err:
         config.load([path])
     message = str(err.value)
@@ -50,13 +64,13 @@ def test_unknown_key_is_one_line_error_naming_it(tmp_path):
 
 
 def test_wrong_type_names_the_key(tmp_path):
-    path = write(tmp_path, base_text().replace("    n_tasks: 10\n", "    n_tasks: ten\n", 1))
+    path = edited(tmp_path, lambda params: params["data"]["faces"].update(n_tasks="ten"))
     with pytest.raises(PipelineError, match=r"data\.faces\.n_tasks: 'ten' is not of type 'integer'"):
         config.load([path])
 
 
 def test_typo_in_another_profile_is_caught(tmp_path):
-    path = write(tmp_path, base_text().replace("faces: {n_tasks: 2,", "faces: {n_taskz: 2,", 1))
+    path = edited(tmp_path, lambda params: rename(params["profiles"]["smoke"]["data"]["faces"], "n_tasks", "n_taskz"))
     with pytest.raises(PipelineError, match=r"profile smoke.*n_taskz"):
         config.load([path])
 

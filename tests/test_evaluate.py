@@ -1,12 +1,11 @@
 """The evaluation schedule: which cells R[t, i] an evaluate job scores (evaluate.scheduled_concepts)."""
 
+import numpy as np
 import pytest
 
-from continual_diffusion.utils.errors import PipelineError
-from continual_diffusion.stages.evaluate import scheduled_concepts
 from continual_diffusion.metrics.continual import chain_metrics
-
-import numpy as np
+from continual_diffusion.stages.evaluate import scheduled_concepts
+from continual_diffusion.utils.errors import PipelineError
 
 
 def test_full_schedule_scores_every_learned_concept():

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from continual_diffusion.utils import config
-from continual_diffusion.utils.config import benchmark_config
-from continual_diffusion.stages.prepare_data import prepare_tasks
-from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.models.identity_net import load_evaluator, predict, to_input
 from continual_diffusion.stages.identity_evaluator import augment, heldout_renders, train_evaluator, vae_roundtrip
+from continual_diffusion.stages.prepare_data import prepare_tasks
+from continual_diffusion.utils import config
+from continual_diffusion.utils.config import benchmark_config
+from continual_diffusion.utils.errors import PipelineError
 from tests.model_fixtures import saved_base
 
 
@@ -88,7 +88,7 @@ def test_roundtrip_share_trains_on_roundtrips_and_needs_the_base(smoke_tasks, tm
     assert "heldout_accuracy_vae_roundtrip" not in clean
     mixed = train_evaluator(cfg, bench, tasks, tmp_path / "mixed", base=root / "base")
     assert mixed["params"]["vae_roundtrip"] == cfg["evaluator"]["vae_roundtrip"] > 0
-    again = train_evaluator(cfg, bench, tasks, tmp_path / "again", base=root / "base")
+    train_evaluator(cfg, bench, tasks, tmp_path / "again", base=root / "base")
     weights = {name: (tmp_path / name / "classifier.safetensors").read_bytes() for name in ("clean", "mixed", "again")}
     assert weights["mixed"] == weights["again"] and weights["mixed"] != weights["clean"]
     with pytest.raises(PipelineError, match="vae_roundtrip"):

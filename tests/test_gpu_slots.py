@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from continual_diffusion import cli
-from continual_diffusion.orchestration import gpu_slots
-from continual_diffusion.orchestration import warm
+from continual_diffusion.orchestration import gpu_slots, warm
 from continual_diffusion.utils.errors import PipelineError
 from tests.helpers import REPO, env_with_venv
 

@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.stages.report.grids import SAMPLES, strip, write_grids
+from continual_diffusion.utils.errors import PipelineError
 
 METHODS = ["clora", "lora_sequential"]
 

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.stages.report.matrices import matrix_csv, metric_matrix, read_metric, write_matrices
+from continual_diffusion.utils.errors import PipelineError
 from tests.test_summary import NO_FACE, write_face_results, write_results
 
 
@@ -21,9 +21,11 @@ def test_write_matrices_one_pair_per_chain_and_key(tmp_path):
     write_results(tmp_path / "results")
     write_matrices(tmp_path / "results", ["faces"], ["clora"], [0, 1], {"faces": 2}, tmp_path / "out")
     folder = tmp_path / "out" / "faces" / "clora" / "seed_1"
-    assert {p.name for p in folder.iterdir()} == {f"{k}.{e}" for k in ("accuracy", "accuracy_closed", "mmd") for e in ("csv", "json")}
+    assert {p.name for p in folder.iterdir()} == {f"{k}.{e}" for k in ("accuracy", "accuracy_closed", "mmd")
+                                                  for e in ("csv", "json")}
     data = json.loads((folder / "mmd.json").read_text())
-    assert data["higher_is_better"] is False and data["R"] == [[pytest.approx(0.1), None], [pytest.approx(0.2), pytest.approx(0.2)]]
+    assert data["higher_is_better"] is False
+    assert data["R"] == [[pytest.approx(0.1), None], [pytest.approx(0.2), pytest.approx(0.2)]]
 
 
 def test_a_missing_task_result_names_the_file(tmp_path):

@@ -127,10 +127,9 @@ def test_a_job_runs_under_the_mode_only_when_portable():
 def test_each_computing_subcommand_runs_its_stage_under_the_jobs_numerics(command, monkeypatch):
     """cli.py enters job_numerics around the stage function of every subcommand that computes."""
     from continual_diffusion import cli
-    from continual_diffusion.stages import base_model
-    from continual_diffusion.stages import train as chain
-    from continual_diffusion.stages import evaluate
+    from continual_diffusion.stages import base_model, evaluate
     from continual_diffusion.stages import identity_evaluator as evaluator
+    from continual_diffusion.stages import train as chain
 
     seen = []
     stage = {"train-task": (chain, "run_task"), "evaluate-task": (evaluate, "evaluate_task"),

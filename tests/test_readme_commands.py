@@ -1,7 +1,8 @@
-"""Every command the README documents works as written (issue 17), each in a form that cannot take long:
-a command or flag that no longer exists, or a `--config` syntax that is rejected, fails here.
+"""Every command the README and docs/ document works as written (issue 17), each in a form that cannot take
+long: a command or flag that no longer exists, or a `--config` syntax that is rejected, fails here. And every
+relative link of those pages points to a file that exists (issue 19).
 
-Taken from README.md: the lines of ```bash blocks, the inline code spans that start with `snakemake`,
+Taken from README.md and docs/*.md: the lines of ```bash blocks, the inline code spans that start with `snakemake`,
 `dvc`, `cdiff` or `make`, and every `--config ...` fragment. How each is checked (zero exit status):
 
 * `snakemake ...`: the same with `-n`, in a copy of the workflow whose params.yaml selects the `smoke`
@@ -27,12 +28,13 @@ import subprocess
 
 import pytest
 
-from continual_diffusion.utils import config
-from continual_diffusion.orchestration import pipeline
 from continual_diffusion.cli import build_parser
+from continual_diffusion.orchestration import pipeline
+from continual_diffusion.utils import config
 from tests.helpers import REPO, run, workflow_copy
 
 README = REPO / "README.md"
+PAGES = [README, *sorted((REPO / "docs").glob("*.md"))]  # every page whose commands and links are checked
 TOOLS = ("snakemake", "dvc", "cdiff", "make")
 
 # Documented, but not run (the reason); every other documented command must run.
@@ -41,6 +43,7 @@ NOT_RUN = {
         "needs a finished run's outputs (test_e2e.py::test_snakemake_report_builds_the_html_report runs it)",
     "dvc exp run -S key=value": "a placeholder (`dvc exp run -S profile=paper_landmarks` runs)",
     "--config profile=...": "a placeholder (`--config profile=paper_faces` runs)",
+    "--config resources...": "a placeholder (docs/gpu_and_cluster.md: where `--config` overrides of resources rank)",
     "cdiff --set profile=...": "a placeholder (tests/test_cli.py runs `cdiff config ... --set profile=smoke`)",
 }
 # Documented commands of which only `--help` runs (the reason).
@@ -53,7 +56,13 @@ CDIFF_RUN = {"--help", "dvc-yaml", "dvc-record"}  # cdiff subcommands (or flag) 
 
 
 def documented_commands() -> list[str]:
-    text = README.read_text()
+    commands = []
+    for page in PAGES:
+        commands += page_commands(page.read_text())
+    return list(dict.fromkeys(commands))
+
+
+def page_commands(text: str) -> list[str]:
     commands = []
     for block in re.findall(r"^```bash\n(.*?)^```", text, flags=re.M | re.S):
         for line in block.splitlines():
@@ -65,7 +74,7 @@ def documented_commands() -> list[str]:
     commands += [s for s in spans if s.split(" ", 1)[0] in TOOLS and " " in s]
     fragments = [s for s in spans if s.startswith("--config ")]
     commands += [f for f in fragments if not any(c.startswith("snakemake") and f in c for c in commands)]
-    return list(dict.fromkeys(commands))
+    return commands
 
 
 COMMANDS = documented_commands()
@@ -164,3 +173,37 @@ def test_a_dotted_config_key_is_what_this_check_catches(workspaces):
     result = run(["snakemake", "-n", "--cores", "1", "--config", "train.methods=[clora,lora_sequential]"],
                  workspaces["smoke"], check=False, timeout=120)
     assert result.returncode != 0 and "valid identifier" in result.stdout + result.stderr
+
+
+# [text](target) and ![alt](target), outside code spans and blocks; the target up to a space or ")"
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)[^)]*\)")
+
+
+def relative_links(page) -> list[str]:
+    text = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.M | re.S)
+    text = re.sub(r"`[^`]*`", "", text)
+    return [t for t in LINK.findall(text) if not re.match(r"[a-z][a-z0-9+.-]*:|#", t)]
+
+
+def anchors(page) -> set[str]:
+    """GitHub's anchors of a Markdown page's headings: lower case, punctuation dropped, spaces as hyphens."""
+    text = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.M | re.S)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in re.findall(r"^#+ (.+)$", text, re.M)}
+
+
+@pytest.mark.parametrize("page", [*PAGES, REPO / "studies" / "README.md"], ids=lambda p: str(p.relative_to(REPO)))
+def test_every_relative_link_points_to_an_existing_file(page):
+    broken = []
+    for target in relative_links(page):
+        path, _, anchor = target.partition("#")
+        file = page.parent / path
+        if not file.exists() or (anchor and file.suffix == ".md" and anchor not in anchors(file)):
+            broken.append(target)
+    assert not broken, f"{page.relative_to(REPO)}: links to missing files or headings: {broken}"
+
+
+def test_the_link_check_sees_links_and_images():
+    links = relative_links(README)
+    assert "docs/img/default_run_concept_curves_accuracy_closed.png" in links
+    assert "docs/configuration.md#the-paper-settings-data" in links
+    assert "the-paper-settings-data" in anchors(REPO / "docs" / "configuration.md")

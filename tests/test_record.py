@@ -201,7 +201,8 @@ def test_the_record_holds_every_output_file_by_stage(workspace):
     assert files["train"]["runs/tiny/faces/clora/seed_0/task_01/task.safetensors"] == hashlib.md5(b"clora").hexdigest()
     assert set(files["train"]) == {"runs/tiny/faces/clora/seed_0/task_01/task.safetensors",
                                    "runs/tiny/faces/lora_sequential/seed_0/task_01/task.safetensors"}  # no timestamp
-    assert files["report"] == {"reports/tiny/summary/summary.json": record._md5(workspace[0] / "reports/tiny/summary/summary.json")}
+    assert files["report"] == {
+        "reports/tiny/summary/summary.json": record._md5(workspace[0] / "reports/tiny/summary/summary.json")}
 
 
 def test_the_first_differing_file_is_named_with_its_stage(workspace):

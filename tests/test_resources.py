@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from continual_diffusion.utils import config
 from continual_diffusion.orchestration import pipeline
+from continual_diffusion.utils import config
 from continual_diffusion.utils.errors import PipelineError
 from tests.helpers import REPO, dry_run_job_fields, run, workflow_copy
 
@@ -24,7 +24,10 @@ def workdir(tmp_path_factory):
 
 def job_resources(text: str) -> list[tuple[str, dict, dict]]:
     """(rule, wildcards, resources) of every job of a dry run's output."""
-    pairs = lambda fields, key: dict(p.split("=", 1) for p in fields.get(key, "").split(", ") if "=" in p)
+
+    def pairs(fields, key):
+        return dict(p.split("=", 1) for p in fields.get(key, "").split(", ") if "=" in p)
+
     return [(rule, pairs(fields, "wildcards"), pairs(fields, "resources")) for rule, fields in dry_run_job_fields(text)]
 
 

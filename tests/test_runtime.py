@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from continual_diffusion.utils import config
-from continual_diffusion.utils.errors import PipelineError
-from continual_diffusion.methods import make_method
-from continual_diffusion.models.tokens import add_concept_token, concept_token, prompt_for
-from continual_diffusion.utils.runtime import CPU_FP32, Runtime, resolve
 from continual_diffusion.core.sampling import generate
 from continual_diffusion.core.training import TrainConfig, diffusion_loss, prompt_ids, task_generator, train_task
+from continual_diffusion.methods import make_method
+from continual_diffusion.models.tokens import add_concept_token, concept_token, prompt_for
+from continual_diffusion.utils import config
+from continual_diffusion.utils.errors import PipelineError
+from continual_diffusion.utils.runtime import CPU_FP32, Runtime, resolve
 from tests.model_fixtures import task_latents, tiny_model
 
 CPU_BF16 = Runtime(torch.device("cpu"), "bf16")  # not reachable through params (resolve refuses it): tests only

@@ -5,8 +5,8 @@ import diffusers
 import pytest
 import yaml
 
-from continual_diffusion.stages.export import load_snippet
 from continual_diffusion.core.sampling import SCHEDULER_CLASSES
+from continual_diffusion.stages.export import load_snippet
 from tests.helpers import REPO
 
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/params.schema.yaml").read_text())

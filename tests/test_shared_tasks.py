@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from continual_diffusion.utils import config
-from continual_diffusion.stages.train import copy_task, run_task
-from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.stages.shared_tasks import sharing_key, source_method
+from continual_diffusion.stages.train import copy_task, run_task
+from continual_diffusion.utils import config
+from continual_diffusion.utils.errors import PipelineError
 from tests.helpers import run, tree_bytes, workflow_copy
 from tests.model_fixtures import smoke_workspace
 

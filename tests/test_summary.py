@@ -74,8 +74,8 @@ def test_results_without_a_metrics_entry_are_read_as_identity_accuracy(tmp_path)
 def test_a_seed_evaluated_without_a_metric_is_a_one_line_error_naming_it(tmp_path):
     import json
 
-    from continual_diffusion.utils.errors import PipelineError
     from continual_diffusion.stages.report.summary import summarize
+    from continual_diffusion.utils.errors import PipelineError
 
     write_results(tmp_path / "results")
     for scores in (tmp_path / "results" / "faces" / "clora" / "seed_1").glob("task_*/scores.json"):

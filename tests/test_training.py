@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from continual_diffusion.core.training import TrainConfig, train_task
 from continual_diffusion.methods import make_method
 from continual_diffusion.models.tokens import add_concept_token, concept_token, prompt_for
-from continual_diffusion.core.training import TrainConfig, train_task
 from tests.model_fixtures import task_latents, tiny_model
 
 PARAMS = {"rank": 2, "alpha": 2, "lr": 1e-2, "penalty_weight": 1.0, "penalty_reduction": "sum"}

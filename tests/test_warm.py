@@ -19,8 +19,8 @@ from tests.model_fixtures import saved_base, write_task
 
 PARAMS = str(REPO / "params.yaml")
 # A client that reports a refused or failed connection as status 99 instead of running in-process.
-CLIENT = "import sys; from continual_diffusion.orchestration.warm import run_via_worker as r; s = r(sys.argv[1], sys.argv[2:]); " \
-         "sys.exit(99 if s is None else s)"
+CLIENT = ("import sys; from continual_diffusion.orchestration.warm import run_via_worker as r; "
+          "s = r(sys.argv[1], sys.argv[2:]); sys.exit(99 if s is None else s)")
 
 
 SRC = REPO / "src"  # replaced by a snapshot (src_snapshot): an edit of the working tree mid-test would make

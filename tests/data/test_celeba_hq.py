@@ -7,8 +7,8 @@ import sys
 import pytest
 from PIL import Image
 
-from continual_diffusion.utils import config
 from continual_diffusion.stages.prepare_data import prepare_tasks
+from continual_diffusion.utils import config
 from continual_diffusion.utils.errors import PipelineError
 from tests.helpers import REPO, build_celeba_hq, distinct_image, tree_bytes
 

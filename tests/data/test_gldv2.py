@@ -5,8 +5,8 @@ import json
 import pytest
 from PIL import Image
 
-from continual_diffusion.utils import config
 from continual_diffusion.stages.prepare_data import prepare_tasks
+from continual_diffusion.utils import config
 from continual_diffusion.utils.errors import PipelineError
 from tests.helpers import REPO, build_gldv2, gldv2_image_path
 

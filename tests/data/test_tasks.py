@@ -6,10 +6,10 @@ import json
 import pytest
 from PIL import Image
 
-from continual_diffusion.utils.config import benchmark_config
-from continual_diffusion.stages.prepare_data import prepare_pool, prepare_tasks
 from continual_diffusion.data.sources import ConceptRecord, ImageItem, LoadedImage
 from continual_diffusion.data.tasks import sample_tasks, write_tasks
+from continual_diffusion.stages.prepare_data import prepare_pool, prepare_tasks
+from continual_diffusion.utils.config import benchmark_config
 from continual_diffusion.utils.errors import PipelineError
 from tests.helpers import distinct_image, tree_bytes
 
@@ -24,9 +24,9 @@ def records(counts, duplicate_at=None, broken_at=None):
             s = seed
             if duplicate_at == (i, j):
                 s = 0  # same pixels as the very first image
-            def loader(s=s, broken=(broken_at == (i, j))):
+            def loader(s=s, broken=(broken_at == (i, j)), name=f"c{i}/{j}"):
                 if broken:
-                    raise PipelineError(f"c{i}/{j}: corrupt or truncated image (test)")
+                    raise PipelineError(f"{name}: corrupt or truncated image (test)")
                 image = distinct_image(s)
                 return LoadedImage(image, hashlib.sha256(image.tobytes()).hexdigest())
             items.append(ImageItem(source_id=f"c{i}/{j}", origin=f"c{i}/{j}", loader=loader))
@@ -54,7 +54,9 @@ def test_sampling_depends_on_the_seed_only():
     a, _ = sample_tasks(records([6] * 12), 4, 5, 5, seed=3, key="k")
     b, _ = sample_tasks(records([6] * 12), 4, 5, 5, seed=3, key="k")
     c, _ = sample_tasks(records([6] * 12), 4, 5, 5, seed=4, key="k")
-    ids = lambda ts: [(t.record.concept_id, [i.source_id for i in t.items]) for t in ts]
+    def ids(ts):
+        return [(t.record.concept_id, [i.source_id for i in t.items]) for t in ts]
+
     assert ids(a) == ids(b) and ids(a) != ids(c)
 
 
@@ -131,7 +133,8 @@ def test_pool_holds_generic_images_with_captions(tmp_path, smoke_cfg):
     n = bench["source"]["pool_concepts"] * bench["source"]["pool_images_per_concept"]
     assert arrays["images"].shape == (n, 32, 32, 3) and arrays["images"].dtype.name == "uint8"
     assert len(captions) == n and all("person" in c for c in captions)
-    assert manifest["images_sha256"] == hashlib.sha256((tmp_path / "pool" / "images.safetensors").read_bytes()).hexdigest()
+    images = (tmp_path / "pool" / "images.safetensors").read_bytes()
+    assert manifest["images_sha256"] == hashlib.sha256(images).hexdigest()
     task_concepts = {c["concept_id"] for c in manifest["concepts"]}
     assert len(task_concepts) == bench["source"]["pool_concepts"]
 

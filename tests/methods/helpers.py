@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from continual_diffusion.core.training import TrainConfig, train_task
 from continual_diffusion.methods import MethodEnv, make_method
 from continual_diffusion.models.tokens import add_concept_token, concept_token, prompt_for
-from continual_diffusion.core.training import TrainConfig, train_task
 from tests.model_fixtures import task_latents, tiny_model
 
 CFG = TrainConfig(steps=4, batch_size=2, token_lr=1e-2, seed=0, checkpoint_every=2)

@@ -5,12 +5,12 @@ import json
 import pytest
 import torch
 
+from continual_diffusion.core.training import encode_latents, prompt_ids, train_task
 from continual_diffusion.data.task_images import load_task_images
-from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.methods import MethodEnv, make_method
 from continual_diffusion.methods.custom_diffusion import kv_linears, real_concept_set, token_features
 from continual_diffusion.models.tokens import add_concept_token, concept_token, prompt_for, set_concept_token
-from continual_diffusion.core.training import encode_latents, prompt_ids, train_task
+from continual_diffusion.utils.errors import PipelineError
 from tests.methods.helpers import CFG, changed, snapshot, train_tasks
 from tests.model_fixtures import CAPTIONS, task_latents, tiny_model, write_task
 

@@ -32,8 +32,8 @@ def test_prior_preservation_is_a_logged_loss_term_when_on(tmp_path):
 def test_store_delta_bf16_saves_the_change_from_the_base_in_bf16_and_restores_it_closely(tmp_path):
     import torch
 
-    from continual_diffusion.utils.errors import PipelineError
     from continual_diffusion.methods import make_method
+    from continual_diffusion.utils.errors import PipelineError
 
     params = {"lr": 1e-3, "prior_weight": 0.0, "store": "delta_bf16"}
     base = snapshot(tiny_model(tmp_path / "base").unet)

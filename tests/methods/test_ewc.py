@@ -2,11 +2,11 @@
 
 import torch
 
+from continual_diffusion.core.training import TaskContext, diffusion_loss, prompt_ids, task_generator
 from continual_diffusion.methods import make_method
 from continual_diffusion.methods.custom_diffusion import kv_linears
 from continual_diffusion.methods.ewc import ewc_penalty
 from continual_diffusion.models.tokens import add_concept_token
-from continual_diffusion.core.training import TaskContext, diffusion_loss, prompt_ids, task_generator
 from tests.methods.helpers import train_tasks
 from tests.model_fixtures import task_latents, tiny_model
 

@@ -2,9 +2,9 @@
 
 import torch
 
+from continual_diffusion.core.training import train_task
 from continual_diffusion.methods.generated import GeneratedSet
 from continual_diffusion.models.tokens import add_concept_token
-from continual_diffusion.core.training import train_task
 from tests.methods.helpers import CFG, train_tasks
 from tests.model_fixtures import task_latents, tiny_model
 

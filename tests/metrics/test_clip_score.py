@@ -11,9 +11,9 @@ import torch.nn.functional as F
 
 transformers = pytest.importorskip("transformers")
 
-from continual_diffusion.utils.errors import PipelineError  # noqa: E402
 from continual_diffusion.metrics.clip_score import ClipScorer, clip_image_similarity, clip_text_alignment  # noqa: E402
 from continual_diffusion.models.tokenizer import train_clip_bpe  # noqa: E402
+from continual_diffusion.utils.errors import PipelineError  # noqa: E402
 
 CAPTIONS = ["a photo of a person", "a photo of a dog", "a painting of a cat on a table", "a close-up of a face"]
 

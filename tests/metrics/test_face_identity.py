@@ -10,9 +10,8 @@ import torch
 
 facenet_pytorch = pytest.importorskip("facenet_pytorch")
 
+from continual_diffusion.metrics.face_identity import NO_FACE, FaceIdentity, face_scores, face_similarity, load_embedder  # noqa: E402
 from continual_diffusion.utils.errors import PipelineError  # noqa: E402
-from continual_diffusion.metrics.face_identity import (  # noqa: E402
-    NO_FACE, FaceIdentity, face_scores, face_similarity, load_embedder)
 
 SMALL = 96  # smallest convenient input of InceptionResnetV1 (it needs >= ~75 px); keeps CPU time low
 

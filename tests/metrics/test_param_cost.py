@@ -2,10 +2,20 @@
 
 import pytest
 
+from continual_diffusion.methods import METHODS
+from continual_diffusion.metrics import param_cost
+from continual_diffusion.models.sd_v1_architecture import SD_V1_UNET_CONFIG, build_unet
 from continual_diffusion.utils import config
 from continual_diffusion.utils.errors import PipelineError
-from continual_diffusion.metrics.param_cost import method_cost, profile_costs
-from continual_diffusion.models.sd_v1_architecture import SD_V1_UNET_CONFIG, build_unet
+
+
+def method_cost(method, params, unet, token_dim):
+    """The cost rule of a registered method (its class's parameter_cost) through the generic driver."""
+    return param_cost.method_cost(METHODS[method], params, unet, token_dim)
+
+
+def profile_costs(cfg, base):
+    return param_cost.profile_costs(cfg, base, METHODS)
 
 
 def test_lora_cost_on_sd_v1_matches_the_fact_sheet():
@@ -15,8 +25,6 @@ def test_lora_cost_on_sd_v1_matches_the_fact_sheet():
 
 
 def test_every_method_has_a_cost_and_sd_v1_matches_the_fact_sheet():
-    from continual_diffusion.methods import METHODS
-
     sd = build_unet(SD_V1_UNET_CONFIG, device="meta")
     costs = {m: method_cost(m, {"rank": 16}, sd, 768) for m in METHODS}  # every registered method
     total = costs["dreambooth"]["unet_params"]
@@ -28,6 +36,21 @@ def test_every_method_has_a_cost_and_sd_v1_matches_the_fact_sheet():
     assert costs["dreambooth"]["unet_trained_per_task"] == total and costs["dreambooth"]["n_param_percent"] == 100.0
     assert costs["textual_inversion"]["unet_trained_per_task"] == 0
     assert costs["textual_inversion"]["token_params_per_task"] == 768
+
+
+SMOKE_UNET = {"sample_size": 8, "in_channels": 4, "out_channels": 4, "block_out_channels": [16, 32],
+              "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"], "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
+              "layers_per_block": 1, "cross_attention_dim": 32, "attention_head_dim": 8, "norm_num_groups": 8,
+              "_class_name": "UNet2DConditionModel"}
+
+
+def _toy_base(folder):
+    import json
+
+    for name, spec in (("unet", SMOKE_UNET), ("text_encoder", {"hidden_size": 32})):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "config.json").write_text(json.dumps(spec))
+    return folder
 
 
 def test_profile_costs_read_the_base_configs(tmp_path):
@@ -58,7 +81,8 @@ def test_profile_costs_read_the_base_configs(tmp_path):
 
 def test_unknown_method_and_missing_config_are_clear_errors(tmp_path):
     with pytest.raises(PipelineError, match="methods.no_such_method: no parameter-cost formula"):
-        method_cost("no_such_method", {}, None, 1)
+        param_cost.profile_costs({"methods": {"no_such_method": {}}, "train": {"methods": []}, "benchmarks": ["faces"],
+                                  "profiles": {}, "data": {"faces": {}}}, _toy_base(tmp_path / "toy"), METHODS)
     with pytest.raises(PipelineError, match="unet/config.json: base model config missing"):
         profile_costs(config.load(overrides=["profile=smoke"]), tmp_path)
 
@@ -102,9 +126,9 @@ def _check_stand_in_costs(costs):
 def test_profile_costs_of_the_stable_diffusion_pointer_read_the_folder_it_names(sd_folder, tmp_path):
     import json
 
-    from continual_diffusion.stages.base_model import build_base
-    from continual_diffusion.models.sd_v1_architecture import parameter_costs
     from continual_diffusion.metrics.param_cost import unet_from_config
+    from continual_diffusion.models.sd_v1_architecture import parameter_costs
+    from continual_diffusion.stages.base_model import build_base
 
     cfg = config.load(overrides=["profile=paper_faces", f"model.stable_diffusion.path={sd_folder}"])
     build_base(cfg, tmp_path, tmp_path / "base")  # the base_model stage: a pointer, no copy

@@ -10,13 +10,13 @@ import itertools
 import numpy as np
 import pytest
 
+from continual_diffusion.data.task_images import concept_images
+from continual_diffusion.metrics.suite import MetricSuite
+from continual_diffusion.stages.identity_evaluator import heldout_renders, train_evaluator
+from continual_diffusion.stages.prepare_data import prepare_tasks
 from continual_diffusion.utils import config
 from continual_diffusion.utils.config import benchmark_config
-from continual_diffusion.stages.prepare_data import prepare_tasks
 from continual_diffusion.utils.errors import PipelineError
-from continual_diffusion.stages.identity_evaluator import heldout_renders, train_evaluator
-from continual_diffusion.metrics.suite import MetricSuite
-from continual_diffusion.data.task_images import concept_images
 
 N_TASKS = 3
 
@@ -32,7 +32,8 @@ def trained(tmp_path_factory):
     bench = benchmark_config(cfg, "faces")
     prepare_tasks(bench, "faces", root / "data" / "tasks" / "faces")
     train_evaluator(cfg, bench, root / "data" / "tasks" / "faces" / "tasks.json", root / "evaluator")
-    ids = [t["concept_id"] for t in __import__("json").loads((root / "data" / "tasks" / "faces" / "tasks.json").read_text())["tasks"]]
+    ids = [t["concept_id"]
+           for t in __import__("json").loads((root / "data" / "tasks" / "faces" / "tasks.json").read_text())["tasks"]]
     renders, labels = heldout_renders(bench, ids, per_concept=12, offset=5000, other=0)  # unseen by the evaluator
     held_out = {i + 1: renders[labels == i] for i in range(N_TASKS)}
     return cfg, root, held_out

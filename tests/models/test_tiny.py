@@ -5,10 +5,10 @@ import time
 import pytest
 import torch
 
-from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.models.sd_v1_weights import load_stable_diffusion
 from continual_diffusion.models.tiny import build_components, latent_size, save_pipeline
 from continual_diffusion.models.tokenizer import train_clip_bpe
+from continual_diffusion.utils.errors import PipelineError
 from tests.model_fixtures import CAPTIONS, SPEC
 
 

@@ -4,9 +4,9 @@ import json
 import pytest
 import yaml
 
-from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.methods import METHODS
 from continual_diffusion.stages.report import audit
+from continual_diffusion.utils.errors import PipelineError
 from tests.reports.helpers import COSTS, fake_summary, lower
 
 REPO_REPORTED = "reports/reported/paper_numbers.yaml"

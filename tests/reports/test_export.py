@@ -16,14 +16,14 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from continual_diffusion.utils import config
 from continual_diffusion.core.chain import build_model, restore_chain
-from continual_diffusion.stages.train import run_task
-from continual_diffusion.utils.errors import PipelineError
-from continual_diffusion.stages.export import LORA_FILE, MANIFEST, concatenate, embedding_file, export_chain, read_chain
+from continual_diffusion.core.sampling import generate, image_seed, sampling_pipeline
 from continual_diffusion.methods import make_method
 from continual_diffusion.models.tokens import concept_token, prompt_for
-from continual_diffusion.core.sampling import generate, image_seed, sampling_pipeline
+from continual_diffusion.stages.export import LORA_FILE, MANIFEST, concatenate, embedding_file, export_chain, read_chain
+from continual_diffusion.stages.train import run_task
+from continual_diffusion.utils import config
+from continual_diffusion.utils.errors import PipelineError
 from tests.model_fixtures import smoke_workspace
 
 # chain name -> (method, extra overrides); "clora_s4": alpha 8 at rank 2, so s_t = 4 must be folded into B

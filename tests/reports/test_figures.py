@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.stages.report import figures
+from continual_diffusion.utils.errors import PipelineError
 from tests.reports.helpers import fake_summary, lower
 
 R = lower([[1.0], [0.5, 0.9]])

@@ -72,7 +72,8 @@ def _record(path: Path, steps: int, task: str, samples: str, cpu: str) -> Path:
     run = {"task_sha256": task, "samples_sha256": samples}
     path.write_text(json.dumps({"steps": steps, "platform": {"cpu": cpu}, "settings": {
         "all_avx2 (cpu_isa: avx2)": {"mkl_branch": "AVX2" if "Intel" in cpu else "AUTO", "runs": [run]},
-        "avx2_mkl_compatible (cpu_isa: avx2_mkl_compatible)": {"mkl_branch": "COMPATIBLE", "runs": [{**run, "task_sha256": "p"}]}}}))
+        "avx2_mkl_compatible (cpu_isa: avx2_mkl_compatible)": {"mkl_branch": "COMPATIBLE",
+                                                               "runs": [{**run, "task_sha256": "p"}]}}}))
     return path
 
 

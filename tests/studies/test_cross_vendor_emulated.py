@@ -57,7 +57,8 @@ def test_the_table_names_the_job_compared(emulated):
     result = {"host": {"vendor": "AuthenticAMD", "cpu": "AMD EPYC"}, "steps": 2, "job": "evaluate",
               "verdicts": emulated.verdicts(runs, "AuthenticAMD")}
     text = emulated.table(runs, result)
-    assert "an evaluate job of faces/clora task 1" in text and "| portable | `p` COMPATIBLE |" in text and text.endswith("| yes | yes |")
+    assert ("an evaluate job of faces/clora task 1" in text and "| portable | `p` COMPATIBLE |" in text
+            and text.endswith("| yes | yes |"))
 
 
 def test_op_fingerprints_are_deterministic_and_cover_the_optimizers():

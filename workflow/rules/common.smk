@@ -11,6 +11,7 @@ import yaml
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from continual_diffusion.utils import config as cd_config
+from continual_diffusion.utils import layout as cd_layout
 from continual_diffusion.orchestration import pipeline as cd_pipeline
 from continual_diffusion.stages import shared_tasks as cd_shared_tasks
 from continual_diffusion.utils.errors import PipelineError
@@ -33,12 +34,23 @@ def _typed(value):
 
 
 OVERRIDES = {k: _typed(v) for k, v in cd_config.flatten(workflow.config_settings.overwrite_config or {}).items()}
+from continual_diffusion import methods as cd_methods  # the method registry (report.smk's export list too)
+
 try:
     CFG = cd_config.load(PARAMS_FILES, OVERRIDES)
+    cd_methods.check_config(CFG)  # method names and parameter keys against the registry
 except PipelineError as exc:
     raise WorkflowError(str(exc)) from None
 PROFILE = CFG["profile"]
 BENCHMARKS = CFG["benchmarks"]
+
+# Output folders (utils/layout.py), as Snakemake patterns: {benchmark}, {method}, {seed}, {task} are wildcards.
+DATA = str(cd_layout.profile_root("data", PROFILE))
+TASK_DATA = str(cd_layout.tasks_dir(DATA, "{benchmark}"))
+POOL = str(cd_layout.pool_dir(DATA, "{benchmark}"))
+BASE = str(cd_layout.base_dir(PROFILE))
+EVALUATOR = str(cd_layout.evaluator_dir(PROFILE, "{benchmark}"))
+REPORTS = str(cd_layout.reports_dir(PROFILE))
 
 # --config overrides for the jobs, shell-quoted (braces doubled: Snakemake formats the prefix).
 _OVERRIDES_ENV = shlex.quote(json.dumps(OVERRIDES, sort_keys=True)).replace("{", "{{").replace("}", "}}")
@@ -108,7 +120,7 @@ def base_inputs(wildcards):
     """What the base model is built from: the generic pools, the committed copy, or nothing (SD)."""
     kind = CFG["model"]["base"]
     if kind == "pretrain":
-        return expand(f"data/{PROFILE}/pool/{{benchmark}}", benchmark=[b for b in BENCHMARKS if is_synthetic(b)])
+        return expand(POOL, benchmark=[b for b in BENCHMARKS if is_synthetic(b)])
     if kind == "embedded":
         root = Path(CFG["model"]["embedded"])
         return sorted(str(p) for p in root.rglob("*") if p.is_file())
@@ -116,12 +128,16 @@ def base_inputs(wildcards):
 
 
 # ----- task chains (stages train, evaluate, report)
-RUNS = f"runs/{PROFILE}/{{benchmark}}/{{method}}/seed_{{seed}}"
-RESULTS = f"results/{PROFILE}/{{benchmark}}/{{method}}/seed_{{seed}}"
+def _chains(top):
+    return str(cd_layout.chain_dir(cd_layout.profile_root(top, PROFILE), "{benchmark}", "{method}", "{seed}"))
+
+
+RUNS, RESULTS, CHECKPOINTS = _chains("runs"), _chains("results"), _chains("checkpoints")
+TASK_OF = f"{cd_layout.CHAIN_PATTERN}/{cd_layout.TASK_PATTERN}"  # a task under a profile root (logs, timings)
 
 
 def task_folder(root, task):
-    return f"{root}/task_{int(task):02d}"
+    return str(cd_layout.task_dir(root, int(task)))
 
 
 def earlier_tasks(wildcards):

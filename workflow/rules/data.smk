@@ -6,7 +6,7 @@ rule sample_tasks:
     input:
         code=code("prepare_data"),
     output:
-        directory(f"data/{PROFILE}/tasks/{{benchmark}}"),
+        directory(TASK_DATA),
     params:
         bench=lambda w: bench_params(w.benchmark),
         config=CONFIG_ARGS,
@@ -26,7 +26,7 @@ rule generic_pool:
     input:
         code=code("prepare_data"),
     output:
-        directory(f"data/{PROFILE}/pool/{{benchmark}}"),
+        directory(POOL),
     params:
         bench=lambda w: bench_params(w.benchmark),
         config=CONFIG_ARGS,
@@ -45,5 +45,5 @@ rule generic_pool:
 rule prepare_data:
     """Target of the DVC stage of the same name."""
     input:
-        expand(f"data/{PROFILE}/tasks/{{benchmark}}", benchmark=BENCHMARKS),
-        expand(f"data/{PROFILE}/pool/{{benchmark}}", benchmark=[b for b in BENCHMARKS if is_synthetic(b)]),
+        expand(TASK_DATA, benchmark=BENCHMARKS),
+        expand(POOL, benchmark=[b for b in BENCHMARKS if is_synthetic(b)]),

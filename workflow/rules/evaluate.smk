@@ -3,12 +3,12 @@
 rule evaluate_task:
     input:
         code=method_code("evaluate"),
-        base=f"models/{PROFILE}/base",
-        evaluator=lambda w: f"models/{PROFILE}/evaluator/{w.benchmark}",
-        task_data=lambda w: f"data/{PROFILE}/tasks/{w.benchmark}",
+        base=BASE,
+        evaluator=lambda w: EVALUATOR.format(benchmark=w.benchmark),
+        task_data=lambda w: TASK_DATA.format(benchmark=w.benchmark),
         tasks=lambda w: [task_folder(RUNS.format(**w), t) for t in range(1, int(w.task) + 1)],
     output:
-        directory(f"{RESULTS}/task_{{task}}"),
+        directory(f"{RESULTS}/{cd_layout.TASK_PATTERN}"),
     params:
         evaluation=lambda w: evaluation_params(w.benchmark),
         method=lambda w: json.dumps(cd_config.method_params(CFG, w.benchmark, w.method), sort_keys=True),
@@ -21,9 +21,9 @@ rule evaluate_task:
         task=r"\d\d",
     threads: CFG["torch_threads"]
     benchmark:
-        f"logs/{PROFILE}/timings/evaluate/{{benchmark}}/{{method}}/seed_{{seed}}/task_{{task}}.tsv"
+        f"logs/{PROFILE}/timings/evaluate/{TASK_OF}.tsv"
     log:
-        f"logs/{PROFILE}/evaluate/{{benchmark}}/{{method}}/seed_{{seed}}/task_{{task}}.log",
+        f"logs/{PROFILE}/evaluate/{TASK_OF}.log",
     conda:
         ENV
     shell:

@@ -6,10 +6,10 @@
 rule identity_evaluator:
     input:
         code=code("evaluator"),
-        tasks=f"data/{PROFILE}/tasks/{{benchmark}}",
-        base=lambda w: [f"models/{PROFILE}/base"] if is_synthetic(w.benchmark) else [],   # its VAE's round-trips
+        tasks=TASK_DATA,
+        base=lambda w: [BASE] if is_synthetic(w.benchmark) else [],   # its VAE's round-trips
     output:
-        directory(f"models/{PROFILE}/evaluator/{{benchmark}}"),
+        directory(EVALUATOR),
     params:
         base=lambda w, input: f"--base {input.base}" if input.base else "",
         evaluator=lambda w: evaluator_params(w.benchmark),
@@ -31,4 +31,4 @@ rule identity_evaluator:
 rule evaluator:
     """Target of the DVC stage of the same name."""
     input:
-        expand(f"models/{PROFILE}/evaluator/{{benchmark}}", benchmark=BENCHMARKS),
+        expand(EVALUATOR, benchmark=BENCHMARKS),

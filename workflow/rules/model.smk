@@ -6,7 +6,7 @@ rule base_model:
         code=code("base_model"),
         data=base_inputs,
     output:
-        directory(f"models/{PROFILE}/base"),
+        directory(BASE),
     params:
         model=json.dumps({**CFG["model"], "cpu_isa": CFG["cpu_isa"]}, sort_keys=True),
         config=CONFIG_ARGS,
@@ -29,7 +29,7 @@ rule rebuild_embedded_base:
     the rebuild runs without the ISA caps: bit-identical on a CPU of the kind it was built on."""
     input:
         code=code("base_model"),
-        pools=expand(f"data/{PROFILE}/pool/{{benchmark}}", benchmark=[b for b in BENCHMARKS if is_synthetic(b)]),
+        pools=expand(POOL, benchmark=[b for b in BENCHMARKS if is_synthetic(b)]),
     output:
         directory(f"models/{PROFILE}/rebuilt_base"),
     params:

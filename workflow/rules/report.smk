@@ -2,7 +2,7 @@
 # is loaded here: re-plotting never reruns compute).
 
 
-EXPORT_METHODS = [m for m in CFG["train"]["methods"] if m in ("clora", "lora_sequential")]  # LoRA-type: exportable
+EXPORT_METHODS = cd_methods.exporting_methods(CFG["train"]["methods"])  # LoRA-type: the class's exports_diffusers
 
 
 rule metric_matrices:
@@ -10,7 +10,7 @@ rule metric_matrices:
         code=code("report"),
         results=all_tasks(RESULTS),
     output:
-        directory(f"reports/{PROFILE}/matrices"),
+        directory(f"{REPORTS}/matrices"),
     params:
         report=report_params(),
         config=CONFIG_ARGS,
@@ -30,7 +30,7 @@ rule continual_summary:
         code=code("report"),
         results=all_tasks(RESULTS),
     output:
-        directory(f"reports/{PROFILE}/summary"),
+        directory(f"{REPORTS}/summary"),
     params:
         report=report_params(),
         config=CONFIG_ARGS,
@@ -49,9 +49,9 @@ rule sample_grids:
     input:
         code=code("report"),
         results=all_tasks(RESULTS),
-        task_data=expand(f"data/{PROFILE}/tasks/{{benchmark}}", benchmark=BENCHMARKS),
+        task_data=expand(TASK_DATA, benchmark=BENCHMARKS),
     output:
-        report(directory(f"reports/{PROFILE}/grids"), patterns=["{name}.png"], caption="../report/grids.rst",
+        report(directory(f"{REPORTS}/grids"), patterns=["{name}.png"], caption="../report/grids.rst",
                category="Figures", subcategory="Samples after the last task"),
     params:
         report=report_params(),
@@ -71,9 +71,9 @@ rule sample_grids:
 rule parameter_costs:
     input:
         code=code("report"),
-        base=f"models/{PROFILE}/base",
+        base=BASE,
     output:
-        directory(f"reports/{PROFILE}/parameter_cost"),
+        directory(f"{REPORTS}/parameter_cost"),
     params:
         methods=json.dumps({m: CFG["methods"][m] for m in CFG["train"]["methods"]}, sort_keys=True),
         paper=json.dumps(CFG["profiles"].get("paper_faces", {}).get("methods", {}), sort_keys=True),
@@ -91,10 +91,10 @@ rule parameter_costs:
 rule tables:
     input:
         code=code("report"),
-        summary=f"reports/{PROFILE}/summary",
-        costs=f"reports/{PROFILE}/parameter_cost",
+        summary=f"{REPORTS}/summary",
+        costs=f"{REPORTS}/parameter_cost",
     output:
-        report(directory(f"reports/{PROFILE}/tables"), patterns=["{name}.csv"], caption="../report/tables.rst",
+        report(directory(f"{REPORTS}/tables"), patterns=["{name}.csv"], caption="../report/tables.rst",
                category="Tables"),
     params:
         report=report_params(),
@@ -113,10 +113,10 @@ rule tables:
 rule figures:
     input:
         code=code("report"),
-        summary=f"reports/{PROFILE}/summary",
+        summary=f"{REPORTS}/summary",
         runs=all_tasks(RUNS),
     output:
-        report(directory(f"reports/{PROFILE}/figures"), patterns=["{name}.png"], caption="../report/figures.rst",
+        report(directory(f"{REPORTS}/figures"), patterns=["{name}.png"], caption="../report/figures.rst",
                category="Figures", subcategory="Curves, matrices, C-LoRA updates"),
     params:
         report=report_params(),
@@ -136,11 +136,11 @@ rule figures:
 rule audit:
     input:
         code=code("report"),
-        summary=f"reports/{PROFILE}/summary",
-        costs=f"reports/{PROFILE}/parameter_cost",
+        summary=f"{REPORTS}/summary",
+        costs=f"{REPORTS}/parameter_cost",
         reported="reports/reported/paper_numbers.yaml",
     output:
-        report(directory(f"reports/{PROFILE}/audit"), patterns=["{name}.md"], caption="../report/audit.rst",
+        report(directory(f"{REPORTS}/audit"), patterns=["{name}.md"], caption="../report/audit.rst",
                category="Audit"),
     params:
         report=report_params(),
@@ -160,12 +160,12 @@ rule dvc_outputs:
     """metrics.json and plots/*.csv: the files dvc.yaml's top-level metrics and plots point to."""
     input:
         code=code("report"),
-        summary=f"reports/{PROFILE}/summary",
-        costs=f"reports/{PROFILE}/parameter_cost",
+        summary=f"{REPORTS}/summary",
+        costs=f"{REPORTS}/parameter_cost",
         runs=all_tasks(RUNS),
     output:
-        metrics=f"reports/{PROFILE}/metrics.json",
-        plots=directory(f"reports/{PROFILE}/plots"),
+        metrics=f"{REPORTS}/metrics.json",
+        plots=directory(f"{REPORTS}/plots"),
     params:
         report=report_params(),
         config=CONFIG_ARGS,
@@ -185,11 +185,11 @@ rule export_diffusers:
     """After the sequence: a LoRA-type chain as one LoRA + textual-inversion tokens for stock diffusers."""
     input:
         code=code("report"),
-        base=f"models/{PROFILE}/base",
+        base=BASE,
         runs=lambda w: [task_folder(RUNS.format(benchmark=w.benchmark, method=w.method, seed=w.seed), t)
                         for t in range(1, CFG["data"][w.benchmark]["n_tasks"] + 1)],
     output:
-        directory(f"reports/{PROFILE}/export/{{benchmark}}/{{method}}/seed_{{seed}}"),
+        directory(f"{REPORTS}/export/{cd_layout.CHAIN_PATTERN}"),
     wildcard_constraints:
         method="|".join(EXPORT_METHODS) or "no-lora-method",
     params:
@@ -209,13 +209,13 @@ rule export_diffusers:
 rule report:
     """Target of the DVC stage of the same name."""
     input:
-        f"reports/{PROFILE}/matrices",
-        f"reports/{PROFILE}/summary",
-        f"reports/{PROFILE}/grids",
-        f"reports/{PROFILE}/parameter_cost",
-        f"reports/{PROFILE}/tables",
-        f"reports/{PROFILE}/figures",
-        f"reports/{PROFILE}/audit",
-        f"reports/{PROFILE}/metrics.json",
-        expand(f"reports/{PROFILE}/export/{{benchmark}}/{{method}}/seed_{{seed}}", benchmark=BENCHMARKS,
+        f"{REPORTS}/matrices",
+        f"{REPORTS}/summary",
+        f"{REPORTS}/grids",
+        f"{REPORTS}/parameter_cost",
+        f"{REPORTS}/tables",
+        f"{REPORTS}/figures",
+        f"{REPORTS}/audit",
+        f"{REPORTS}/metrics.json",
+        expand(f"{REPORTS}/export/{cd_layout.CHAIN_PATTERN}", benchmark=BENCHMARKS,
                method=EXPORT_METHODS, seed=CFG["seeds"]),

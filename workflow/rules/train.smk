@@ -6,17 +6,17 @@
 rule train_task:
     input:
         code=method_code("train"),
-        base=f"models/{PROFILE}/base",
-        task_data=lambda w: f"data/{PROFILE}/tasks/{w.benchmark}",
+        base=BASE,
+        task_data=lambda w: TASK_DATA.format(benchmark=w.benchmark),
         earlier=earlier_tasks,
         same_as=shared_task,
     output:
-        directory(f"{RUNS}/task_{{task}}"),
+        directory(f"{RUNS}/{cd_layout.TASK_PATTERN}"),
     params:
         chain=chain_params,
         config=CONFIG_ARGS,
         runs=lambda w: RUNS.format(**w),
-        checkpoints=lambda w: f"checkpoints/{PROFILE}/{w.benchmark}/{w.method}/seed_{w.seed}",
+        checkpoints=lambda w: CHECKPOINTS.format(**w),
         same_as=shared_task_arg,
     wildcard_constraints:
         benchmark="|".join(BENCHMARKS),
@@ -25,9 +25,9 @@ rule train_task:
         task=r"\d\d",
     threads: CFG["torch_threads"]
     benchmark:
-        f"logs/{PROFILE}/timings/train/{{benchmark}}/{{method}}/seed_{{seed}}/task_{{task}}.tsv"
+        f"logs/{PROFILE}/timings/train/{TASK_OF}.tsv"
     log:
-        f"logs/{PROFILE}/train/{{benchmark}}/{{method}}/seed_{{seed}}/task_{{task}}.log",
+        f"logs/{PROFILE}/train/{TASK_OF}.log",
     conda:
         ENV
     shell:

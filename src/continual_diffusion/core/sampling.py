@@ -11,17 +11,16 @@ the final latents in fp32 outside it; in fp32 the pipeline decodes itself, as it
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import Any
+
 import numpy as np
 import torch
 
 from continual_diffusion.models.tokens import concept_token, prompt_for
 from continual_diffusion.utils.progress import progress_bar
 from continual_diffusion.utils.runtime import CPU_FP32
-
-
-def image_seed(seed: int, concept: int, index: int) -> int:
-    return seed * 1_000_003 + concept * 10_007 + index
-
+from continual_diffusion.utils.seeds import cpu_generator, image_seed
 
 # evaluation.scheduler -> the diffusers scheduler class (the export's snippet names the same class)
 SCHEDULER_CLASSES = {"ddim": "DDIMScheduler", "ddpm": "DDPMScheduler", "dpm": "DPMSolverMultistepScheduler"}
@@ -60,23 +59,36 @@ def run_pipeline(pipe, runtime, prompts: list[str], output_type: str, **kwargs):
         return latents.float() if output_type == "latent" else decode_images(pipe, latents)
 
 
-def generate(model, concepts: list[int], per_concept: int, seed: int, steps: int, guidance: float,
-             batch_size: int, scheduler: str = "ddim", desc: str = "sample") -> dict[int, np.ndarray]:
-    """{concept: uint8 array per_concept x H x W x 3} for the concept tokens <v_i>."""
+def seeded_batches(model, jobs: list[tuple[int, int]], prompt_of: Callable[[int], str],
+                   seed_of: Callable[[int, int], int], steps: int, guidance: float, batch_size: int,
+                   output_type: str, scheduler: str = "ddim", desc: str = "sample"
+                   ) -> Iterator[tuple[list[tuple[int, int]], Any]]:
+    """The one seeded, batched generation loop: (chunk, pipeline output) for consecutive chunks of
+    ``batch_size`` jobs (group, index), in order. Job (g, j) is prompted ``prompt_of(g)`` and starts from
+    noise drawn by its own CPU generator seeded ``seed_of(g, j)`` (utils/seeds.py), so an image does not
+    depend on the batch it falls in. ``output_type``: "np" (images) or "latent" (run_pipeline)."""
     pipe = sampling_pipeline(model, scheduler)
     runtime = getattr(model, "runtime", CPU_FP32)
-    jobs = [(c, j) for c in concepts for j in range(per_concept)]
-    images: dict[int, list[np.ndarray]] = {c: [] for c in concepts}
     with progress_bar(total=len(jobs), desc=desc, unit="img") as bar:
         for start in range(0, len(jobs), batch_size):
             chunk = jobs[start:start + batch_size]
-            prompts = [prompt_for(concept_token(c)) for c, _ in chunk]
-            generators = [torch.Generator().manual_seed(image_seed(seed, c, j)) for c, j in chunk]
-            out = run_pipeline(pipe, runtime, prompts, "np", num_inference_steps=steps, guidance_scale=guidance,
-                               generator=generators)
-            for (c, _), image in zip(chunk, out):
-                images[c].append((np.clip(image, 0, 1) * 255).round().astype(np.uint8))
+            prompts = [prompt_of(g) for g, _ in chunk]
+            generators = [cpu_generator(seed_of(g, j)) for g, j in chunk]
+            yield chunk, run_pipeline(pipe, runtime, prompts, output_type, num_inference_steps=steps,
+                                      guidance_scale=guidance, generator=generators)
             bar.update(len(chunk))
+
+
+def generate(model, concepts: list[int], per_concept: int, seed: int, steps: int, guidance: float,
+             batch_size: int, scheduler: str = "ddim", desc: str = "sample") -> dict[int, np.ndarray]:
+    """{concept: uint8 array per_concept x H x W x 3} for the concept tokens <v_i> (seeds: ``image_seed``)."""
+    jobs = [(c, j) for c in concepts for j in range(per_concept)]
+    images: dict[int, list[np.ndarray]] = {c: [] for c in concepts}
+    batches = seeded_batches(model, jobs, lambda c: prompt_for(concept_token(c)), lambda c, j: image_seed(seed, c, j),
+                             steps, guidance, batch_size, "np", scheduler, desc)
+    for chunk, out in batches:
+        for (c, _), image in zip(chunk, out):
+            images[c].append((np.clip(image, 0, 1) * 255).round().astype(np.uint8))
     return {c: np.stack(v) for c, v in images.items()}
 
 

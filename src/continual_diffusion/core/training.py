@@ -18,18 +18,19 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from continual_diffusion.models.tokens import TokenRowTrainer
 from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.utils.io import atomic_directory, json_text
-from continual_diffusion.models.tokens import TokenRowTrainer
 from continual_diffusion.utils.progress import progress_bar
 from continual_diffusion.utils.runtime import CPU_FP32, Runtime
+from continual_diffusion.utils.seeds import task_generator
 
 logger = logging.getLogger(__name__)
 
@@ -103,10 +104,6 @@ def diffusion_loss(model: Model, z0: torch.Tensor, ids: torch.Tensor, generator:
     return torch.nn.functional.mse_loss(prediction.float(), noise.float())
 
 
-def task_generator(seed: int, task: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 100_003 + task)
-
-
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
     """The optimizer's state as CPU tensors (copied straight to the host: no second copy on the device)."""
     state = optimizer.state_dict()
@@ -133,7 +130,8 @@ def save_checkpoint(folder: Path, step: int, method, token: TokenRowTrainer, opt
     tensors.update(opt_tensors)
     with atomic_directory(folder) as tmp:
         save_file(tensors, str(tmp / "state.safetensors"))
-        (tmp / "progress.json").write_text(json_text({"step": step, "fingerprint": fingerprint, "optimizer": opt_meta, "log": log}))
+        (tmp / "progress.json").write_text(
+            json_text({"step": step, "fingerprint": fingerprint, "optimizer": opt_meta, "log": log}))
 
 
 def checkpoint_matches(folder: Path, fingerprint: dict | None) -> bool:

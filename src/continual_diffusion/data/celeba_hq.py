@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.data.images import load_rgb
 from continual_diffusion.data.sources import ConceptRecord, ImageItem, LoadedImage
+from continual_diffusion.utils.errors import PipelineError
 
 
 def _require(path: Path, what: str, key: str) -> Path:

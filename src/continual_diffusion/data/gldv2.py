@@ -15,9 +15,9 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.data.images import load_rgb
 from continual_diffusion.data.sources import ConceptRecord, ImageItem, LoadedImage
+from continual_diffusion.utils.errors import PipelineError
 
 
 def _read_csv(path: Path, key: str, columns: tuple[str, ...]) -> list[dict[str, str]]:

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
-from continual_diffusion.utils.progress import progress_bar
-from continual_diffusion.utils.io import atomic_directory, default_file_mode, json_text
 from continual_diffusion.data.images import png_bytes, sha256_bytes
 from continual_diffusion.data.synthetic import SyntheticSource
 from continual_diffusion.data.tasks import contact_sheet
+from continual_diffusion.utils.io import atomic_directory, default_file_mode, json_text
+from continual_diffusion.utils.progress import progress_bar
 
 
 def write_pool(out: Path, source: SyntheticSource, benchmark: str) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from continual_diffusion.utils.errors import PipelineError
+from continual_diffusion.utils.layout import concept_task_dir
 
 
 def read_task_images(task_folder: Path) -> np.ndarray:
@@ -32,7 +33,7 @@ def read_task_images(task_folder: Path) -> np.ndarray:
 
 def concept_images(data_root: Path, benchmark: str, concept: int) -> np.ndarray:
     """The real images of the concept of task ``concept`` (the references of the similarity metrics)."""
-    return read_task_images(Path(data_root) / "tasks" / benchmark / f"task_{concept:02d}")
+    return read_task_images(concept_task_dir(data_root, benchmark, concept))
 
 
 def load_task_images(task_folder: Path):

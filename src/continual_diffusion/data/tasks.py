@@ -24,16 +24,16 @@ from pathlib import Path
 
 from PIL import Image
 
-from continual_diffusion.utils.errors import PipelineError
-from continual_diffusion.utils.progress import progress_bar
-from continual_diffusion.utils.io import atomic_directory, json_text
 from continual_diffusion.data.images import png_bytes, sha256_bytes, square_resize
 from continual_diffusion.data.sources import ConceptRecord, ImageItem
-from continual_diffusion.data.synthetic.common import rng_for
+from continual_diffusion.utils.errors import PipelineError
+from continual_diffusion.utils.io import atomic_directory, json_text
+from continual_diffusion.utils.layout import task_name
+from continual_diffusion.utils.progress import progress_bar
+from continual_diffusion.utils.seeds import STREAM_TASK_SAMPLER, rng_for
 
 log = logging.getLogger(__name__)
 
-SAMPLER_STREAM = 101
 OVERVIEW_COLUMNS = 8
 
 
@@ -45,7 +45,7 @@ class SampledTask:
 
 
 def task_dirname(task: int) -> str:
-    return f"task_{task:02d}"
+    return task_name(task)
 
 
 def sample_tasks(
@@ -58,7 +58,7 @@ def sample_tasks(
             f"{key}: only {len(eligible)} of {len(records)} concepts have >= {min_images} images "
             f"({key}.min_images), but {n_tasks} tasks were asked ({key}.n_tasks)"
         )
-    rng = rng_for(seed, SAMPLER_STREAM)
+    rng = rng_for(seed, STREAM_TASK_SAMPLER)
     order = rng.choice(len(eligible), size=n_tasks, replace=False)
     tasks = []
     for position, index in enumerate(order, start=1):

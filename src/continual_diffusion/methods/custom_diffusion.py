@@ -37,13 +37,13 @@ import torch
 
 from continual_diffusion.core.training import encode_latents, prompt_ids
 from continual_diffusion.data.task_images import load_task_images
-from continual_diffusion.utils.errors import PipelineError
-from continual_diffusion.models import kv_merge
-from continual_diffusion.models.sd_v1_architecture import kv_shapes
-from continual_diffusion.models.tokens import concept_token, prompt_for
 from continual_diffusion.methods import generated
 from continual_diffusion.methods.base import ContinualMethod, TaskContext, register
 from continual_diffusion.methods.generated import GeneratedSet
+from continual_diffusion.models import kv_merge
+from continual_diffusion.models.sd_v1_architecture import kv_shapes, parameter_costs
+from continual_diffusion.models.tokens import concept_token, prompt_for
+from continual_diffusion.utils.errors import PipelineError
 
 
 def kv_linears(unet) -> dict[str, torch.nn.Linear]:
@@ -53,9 +53,17 @@ def kv_linears(unet) -> dict[str, torch.nn.Linear]:
 
 
 class KVFineTuning(ContinualMethod):
-    """Trains the K/V weights themselves (lr ``lr``); subclasses say where a task starts from."""
+    """Trains the K/V weights themselves (lr ``lr``); subclasses say where a task starts from.
+    Trained and stored per task: sum over the K/V matrices of out * in (the full K/V weights)."""
 
+    required = ("lr",)
+    defaults = {"weight_decay": 0.0}
     code_modules = (kv_merge,)
+
+    @classmethod
+    def parameter_cost(cls, params: dict, unet) -> tuple[int, int]:
+        kv_full = parameter_costs(unet, rank=1)["kv_full_params"]
+        return kv_full, kv_full
 
     def prepare(self, model, env=None) -> None:
         super().prepare(model, env)
@@ -80,7 +88,7 @@ class KVFineTuning(ContinualMethod):
 
     def parameter_groups(self) -> list[dict]:
         return [{"params": [m.weight for m in self.linears.values()], "lr": float(self.params["lr"]),
-                 "weight_decay": float(self.params.get("weight_decay", 0.0))}]
+                 "weight_decay": float(self.params["weight_decay"])}]
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         return {f"{n}.weight": w for n, w in self._weights().items()}
@@ -102,12 +110,13 @@ class KVFineTuning(ContinualMethod):
     def from_base_recipe(self) -> tuple:
         """Recipe of a task that fine-tunes K/V from the base weights on its own images with the diffusion
         loss alone, saving the weights (``training_recipe``)."""
-        return ("kv_fine_tuning_from_base", float(self.params["lr"]), float(self.params.get("weight_decay", 0.0)))
+        return ("kv_fine_tuning_from_base", float(self.params["lr"]), float(self.params["weight_decay"]))
 
 
 @register
 class CustomDiffusionSequential(KVFineTuning):
     name = "custom_diffusion_seq"
+    label = "Custom Diffusion (sequential)"
 
     def restore_task(self, task: int, state: dict[str, torch.Tensor]) -> None:
         self._set_weights({n: state[f"{n}.weight"] for n in self.linears})
@@ -154,17 +163,19 @@ def real_concept_set(model, env, concepts: list[int]) -> GeneratedSet:
 @register
 class CustomDiffusionOffline(_PerTaskFromBase):
     name = "custom_diffusion_offline"
+    label = "Custom Diffusion offline (upper bound)"
+    defaults = {"mode": "separate"}  # separate (one model per concept) | joint (one model on concepts 1..t)
     code_modules = _PerTaskFromBase.code_modules + (generated,)
 
     @property
     def mode(self) -> str:
-        mode = self.params.get("mode", "separate")
+        mode = self.params["mode"]
         if mode not in OFFLINE_MODES:
             raise PipelineError(f"methods.custom_diffusion_offline.mode: one of {', '.join(OFFLINE_MODES)}, got {mode!r}")
         return mode
 
     def prepare(self, model, env=None) -> None:
-        self.mode  # fail fast on a wrong mode
+        _ = self.mode  # fail fast on a wrong mode (the property raises)
         super().prepare(model, env)
 
     def begin_task(self, ctx: TaskContext) -> None:
@@ -219,9 +230,10 @@ def prompt_features(model, prompts: list[str], batch: int = 64) -> torch.Tensor:
 
 
 def regularization_prompts(params: dict, env) -> list[str]:
-    """``regularization_prompts``: "pool" (the benchmark's generic captions, unique, sorted) or a list."""
-    source = params.get("regularization_prompts", "pool")
-    count = int(params.get("regularization_count", 200))
+    """``regularization_prompts``: "pool" (the benchmark's generic captions, unique, sorted) or a list
+    (``params``: the method's, defaults resolved)."""
+    source = params["regularization_prompts"]
+    count = int(params["regularization_count"])
     if source == "pool":
         path = env.data_root / "pool" / env.benchmark / "captions.json" if env.data_root else None
         if path is None or not path.exists():
@@ -240,13 +252,15 @@ def regularization_prompts(params: dict, env) -> list[str]:
 @register
 class CustomDiffusionMerge(_PerTaskFromBase):
     name = "custom_diffusion_merge"
+    label = "Custom Diffusion (merge)"
+    defaults = {"regularization_prompts": "pool", "regularization_count": 200, "ridge": 1e-6}
 
     def merged_weights(self, tasks: list[int]) -> dict[str, torch.Tensor]:
         """Custom Diffusion's constrained merge of the restored tasks' weights (module docstring), solved
         on the CPU in float64 whatever the model's device."""
         reg = prompt_features(self.model, regularization_prompts(self.params, self.env))
         rows = {t: token_features(self.model, concept_token(t)) for t in tasks}
-        ridge = float(self.params.get("ridge", 1e-6))
+        ridge = float(self.params["ridge"])
         return {
             name: kv_merge.constrained_merge(self.w_base[name].cpu(), reg,
                                              [(self.task_weights[t][name].cpu(), rows[t]) for t in tasks], ridge)

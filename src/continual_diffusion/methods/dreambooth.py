@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import torch
 
-from continual_diffusion.utils.errors import PipelineError
-from continual_diffusion.methods.base import ContinualMethod, TaskContext, register
 from continual_diffusion.methods import generated
+from continual_diffusion.methods.base import ContinualMethod, TaskContext, register
+from continual_diffusion.models.sd_v1_architecture import parameter_costs
+from continual_diffusion.utils.errors import PipelineError
 
 STORES = ("full", "delta_bf16")
 
@@ -28,12 +29,22 @@ STORES = ("full", "delta_bf16")
 @register
 class DreamBoothSequential(ContinualMethod):
     name = "dreambooth"
+    label = "DreamBooth"
+    required = ("lr",)
+    # prior_images and prior_prompt are needed when prior_weight > 0
+    defaults = {"weight_decay": 0.0, "prior_weight": 0.0, "prior_images": None, "prior_prompt": None,
+                "prior_steps": 20, "prior_guidance": 5.0, "store": "full"}
     code_modules = (generated,)
+
+    @classmethod
+    def parameter_cost(cls, params: dict, unet) -> tuple[int, int]:
+        total = parameter_costs(unet, rank=1)["unet_params"]  # the whole U-Net
+        return total, total
 
     def prepare(self, model, env=None) -> None:
         super().prepare(model, env)
         model.unet.requires_grad_(False)
-        self.store = str(self.params.get("store", "full"))
+        self.store = str(self.params["store"])
         if self.store not in STORES:
             raise PipelineError(f"methods.dreambooth.store: one of {', '.join(STORES)}, got {self.store!r}")
         self.base_state = ({n: p.detach().to("cpu", copy=True) for n, p in self._params().items()}
@@ -56,17 +67,20 @@ class DreamBoothSequential(ContinualMethod):
     def begin_task(self, ctx: TaskContext) -> None:
         self.ctx = ctx
         self.prior = None
-        weight = float(self.params.get("prior_weight", 0.0))
+        weight = float(self.params["prior_weight"])
         if weight > 0:
+            for key in ("prior_prompt", "prior_images"):
+                if self.params[key] is None:
+                    raise PipelineError(f"methods.dreambooth.{key}: needed when prior_weight > 0")
             prompt = str(self.params["prior_prompt"])
             self.prior = generated.GeneratedSet.generate(
                 self.model, {0: prompt}, int(self.params["prior_images"]), self.env.seed, ctx.task,
-                steps=int(self.params.get("prior_steps", 20)), guidance=float(self.params.get("prior_guidance", 5.0)))
+                steps=int(self.params["prior_steps"]), guidance=float(self.params["prior_guidance"]))
         self.model.unet.requires_grad_(True)
 
     def parameter_groups(self) -> list[dict]:
         return [{"params": list(self._params().values()), "lr": float(self.params["lr"]),
-                 "weight_decay": float(self.params.get("weight_decay", 0.0))}]
+                 "weight_decay": float(self.params["weight_decay"])}]
 
     def extra_losses(self) -> dict[str, torch.Tensor]:
         if self.prior is None:

@@ -27,6 +27,14 @@ def ewc_penalty(weights: dict[str, torch.Tensor], anchor: dict[str, torch.Tensor
 @register
 class CustomDiffusionEWC(CustomDiffusionSequential):
     name = "custom_diffusion_ewc"
+    label = "Custom Diffusion + EWC"
+    required = ("ewc_weight",)
+    defaults = {"fisher_samples": 16}
+
+    @classmethod
+    def parameter_cost(cls, params: dict, unet) -> tuple[int, int]:
+        trained, stored = super().parameter_cost(params, unet)
+        return trained, 2 * stored  # the weights and their Fisher
 
     def prepare(self, model, env=None) -> None:
         super().prepare(model, env)
@@ -59,7 +67,7 @@ class CustomDiffusionEWC(CustomDiffusionSequential):
 
     def task_fisher(self) -> dict[str, torch.Tensor]:
         """F_t = mean over ``fisher_samples`` single-image losses of the squared K/V gradients."""
-        n = int(self.params.get("fisher_samples", 16))
+        n = int(self.params["fisher_samples"])
         weights = [m.weight for m in self.linears.values()]
         fisher = [torch.zeros_like(w) for w in weights]
         for _ in range(n):

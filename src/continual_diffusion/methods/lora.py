@@ -16,22 +16,33 @@ import statistics
 
 import torch
 
-from continual_diffusion.models.lora import PastDeltas, add_kv_lora, frobenius_norms, lora_layers, reset_adapter
 from continual_diffusion.methods.base import ContinualMethod, TaskContext, register
+from continual_diffusion.models.lora import PastDeltas, add_kv_lora, frobenius_norms, lora_layers, reset_adapter
+from continual_diffusion.models.sd_v1_architecture import parameter_costs
 
 ADAPTER = "current"
 
 
 class _KVLoRA(ContinualMethod):
-    penalised: bool = False
+    """Trained and stored per task: sum over the K/V matrices of r (out + in) (rank r)."""
+
+    required = ("rank", "lr")
+    defaults = {"alpha": None}  # LoRA scale alpha / rank; None: alpha = rank (scale 1)
+    exports_diffusers = True
+    adapter_history = True
+
+    @classmethod
+    def parameter_cost(cls, params: dict, unet) -> tuple[int, int]:
+        lora = parameter_costs(unet, rank=int(cls.resolve_params(params)["rank"]))["lora_params"]
+        return lora, lora
 
     def prepare(self, model, env=None) -> None:
         super().prepare(model, env)
-        add_kv_lora(model.unet, int(self.params["rank"]), self.params.get("alpha"), adapter=ADAPTER)
+        add_kv_lora(model.unet, int(self.params["rank"]), self.params["alpha"], adapter=ADAPTER)
         self.layers = lora_layers(model.unet, ADAPTER)
         self.past = PastDeltas(model.unet, ADAPTER)
-        self.weight = float(self.params.get("penalty_weight", 0.0)) if self.penalised else 0.0
-        self.reduction = self.params.get("penalty_reduction", "sum")
+        self.weight = float(self.params["penalty_weight"]) if self.penalised else 0.0
+        self.reduction = self.params["penalty_reduction"] if self.penalised else "sum"
         self._last_penalty = 0.0
 
     def _load_adapter(self, state: dict[str, torch.Tensor]) -> None:
@@ -98,9 +109,12 @@ class _KVLoRA(ContinualMethod):
 @register
 class LoRASequential(_KVLoRA):
     name = "lora_sequential"
+    label = "LoRA (sequential)"
 
 
 @register
 class CLoRA(_KVLoRA):
     name = "clora"
+    label = "C-LoRA"
+    defaults = {"penalty_weight": 0.0, "penalty_reduction": "sum"}  # lambda; over the adapted matrices: sum | mean
     penalised = True

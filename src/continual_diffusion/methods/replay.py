@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import torch
 
-from continual_diffusion.models.tokens import concept_token, prompt_for
+from continual_diffusion.methods import generated
 from continual_diffusion.methods.base import TaskContext, register
 from continual_diffusion.methods.custom_diffusion import CustomDiffusionSequential
-from continual_diffusion.methods import generated
+from continual_diffusion.models.tokens import concept_token, prompt_for
 
 
 @register
 class GenerativeReplay(CustomDiffusionSequential):
     name = "generative_replay"
+    label = "Deep generative replay"
+    required = ("replay_per_concept", "replay_steps", "replay_guidance")
+    defaults = {"replay_batch_size": None, "replay_weight": 1.0}  # batch size None: train.batch_size
     code_modules = CustomDiffusionSequential.code_modules + (generated,)
 
     def begin_task(self, ctx: TaskContext) -> None:
@@ -40,7 +43,7 @@ class GenerativeReplay(CustomDiffusionSequential):
     def extra_losses(self) -> dict[str, torch.Tensor]:
         if self.replay is None:
             return {}
-        latents, ids, groups = self.replay.draw(int(self.params.get("replay_batch_size", self.ctx.batch_size)),
-                                                self.ctx.generator)
+        batch = self.params["replay_batch_size"]
+        latents, ids, groups = self.replay.draw(int(self.ctx.batch_size if batch is None else batch), self.ctx.generator)
         self.last_replay_groups = groups
-        return {"replay": float(self.params.get("replay_weight", 1.0)) * self.ctx.loss(latents, ids)}
+        return {"replay": float(self.params["replay_weight"]) * self.ctx.loss(latents, ids)}

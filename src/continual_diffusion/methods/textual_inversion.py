@@ -12,6 +12,11 @@ from continual_diffusion.methods.base import ContinualMethod, TaskContext, regis
 @register
 class TextualInversion(ContinualMethod):
     name = "textual_inversion"
+    label = "Textual Inversion"
+
+    @classmethod
+    def parameter_cost(cls, params: dict, unet) -> tuple[int, int]:
+        return 0, 0  # the token only
 
     def prepare(self, model, env=None) -> None:
         super().prepare(model, env)

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.metrics.similarity import mean_cosine, normalize
+from continual_diffusion.utils.errors import PipelineError
 
 PATH_KEY = "evaluation.clip.path"
 
@@ -122,7 +122,8 @@ def load_clip(params: dict) -> tuple[Any, Any, Any, str]:
         tokenizer = CLIPTokenizer.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
         if path:
-            raise PipelineError(f"{path}: incomplete CLIP folder ({type(exc).__name__}: {str(exc).splitlines()[0]}) ({PATH_KEY})") from None
+            raise PipelineError(f"{path}: incomplete CLIP folder ({type(exc).__name__}: {str(exc).splitlines()[0]}) "
+                                f"({PATH_KEY})") from None
         raise _not_found(params, f"{type(exc).__name__}") from None
     return model, processor, tokenizer, backbone
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from continual_diffusion.models.identity_net import IdentityNet, to_input
 from continual_diffusion.metrics.similarity import normalize
+from continual_diffusion.models.identity_net import IdentityNet, to_input
 
 
 class IdentityEmbedding:

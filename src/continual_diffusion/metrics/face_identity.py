@@ -36,9 +36,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.metrics.missing import missing_key
 from continual_diffusion.metrics.similarity import cosine_matrix, normalize
+from continual_diffusion.utils.errors import PipelineError
 
 if TYPE_CHECKING:
     from facenet_pytorch import MTCNN

@@ -9,10 +9,7 @@ Kernels (the paper's kernel and scale are UNCERTAIN: a parameter):
   poly   k(x, y) = (x.y / d + 1)^3          (d = feature dimension; KID's kernel, Binkowski et al. 2018)
   rbf    k(x, y) = exp(-||x - y||^2 / (2 s^2)), s^2 = median of the pooled pairwise squared distances
 
-KID = mean (and std) of MMD^2_u(poly) over ``subsets`` random subsets of ``subset_size`` rows drawn
-without replacement from each set (torchmetrics' definition); the subset size is capped at the
-smaller set so it fits the sample counts. MMD^2_u can be slightly negative when the sets match.
-Lower is better.
+MMD^2_u can be slightly negative when the sets match. Lower is better.
 """
 
 from __future__ import annotations
@@ -42,7 +39,8 @@ def median_bandwidth2(x: torch.Tensor, y: torch.Tensor) -> float:
 def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor, kernel: str = "poly", bandwidth2: float | None = None) -> float:
     """MMD^2_u(X, Y) above, computed in float64."""
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
-        raise ValueError(f"expected two N x D feature matrices of the same D, got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise ValueError(f"expected two N x D feature matrices of the same D, got {tuple(x.shape)} and "
+                         f"{tuple(y.shape)}")
     m, n = x.shape[0], y.shape[0]
     if m < 2 or n < 2:
         raise ValueError(f"MMD needs at least 2 rows per set, got {m} and {n}")
@@ -55,14 +53,3 @@ def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor, kernel: str = "poly", bandwi
     sum_yy = (kyy.sum() - kyy.diagonal().sum()) / (n * (n - 1))
     return float(sum_xx + sum_yy - 2.0 * kxy.mean())
 
-
-def kid(x: torch.Tensor, y: torch.Tensor, subsets: int, subset_size: int, seed: int = 0) -> tuple[float, float]:
-    """(mean, std) of MMD^2_u(poly) over random equal-size subsets (seeded CPU generator)."""
-    size = min(subset_size, x.shape[0], y.shape[0])
-    g = torch.Generator().manual_seed(seed)
-    values = torch.tensor([
-        mmd2_unbiased(x[torch.randperm(x.shape[0], generator=g)[:size]],
-                      y[torch.randperm(y.shape[0], generator=g)[:size]], "poly")
-        for _ in range(subsets)
-    ], dtype=torch.float64)
-    return float(values.mean()), float(values.std(unbiased=False))

@@ -1,37 +1,27 @@
 """Parameter cost per task of every method (the paper's N_param), from the U-Net config alone.
 
 The U-Net is built on the meta device from its config (no weights, no memory), so the same code
-gives the miniature's costs and Stable Diffusion v1.x's. Per task, for U-Net total P_unet:
-  lora_sequential, clora   trained = stored = sum_{K/V matrices} r (out + in)     (rank r)
-  custom_diffusion_seq, _merge, _offline, generative_replay
-                           trained = stored = sum_{K/V matrices} out * in       (full K/V weights)
-  custom_diffusion_ewc     trained = sum out * in; stored = 2 sum out * in      (weights + their Fisher)
-  dreambooth               trained = stored = P_unet                            (the whole U-Net)
-  textual_inversion        trained = stored = 0                                 (the token only)
+gives the miniature's costs and Stable Diffusion v1.x's. Each method states what it trains and stores
+per task on a U-Net (its class's ``parameter_cost``, src/continual_diffusion/methods/): e.g. LoRA / C-LoRA
+sum_{K/V matrices} r (out + in), the Custom Diffusion variants sum out * in (EWC stores their Fisher too),
+DreamBooth every U-Net parameter P_unet, Textual Inversion none. This module is the generic driver:
   every method             + one token embedding row (text hidden size) per concept
   N_param = 100 * (U-Net parameters trained per task) / P_unet                    (token excluded,
             as in the paper's table: SD v1.x LoRA r16 0.092%, Custom Diffusion 2.23%)
-A method not listed here has no cost formula yet: the report says so instead of guessing.
+The methods come in as the registry (``methods.METHODS``, passed by the caller: metrics do not import
+methods); a method with no cost formula makes the report say so instead of guessing.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
+from continual_diffusion.models.base_folder import POINTER
+from continual_diffusion.models.sd_v1_architecture import SD_V1_UNET_CONFIG, build_unet, parameter_costs
 from continual_diffusion.utils.config import method_params
 from continual_diffusion.utils.errors import PipelineError
-from continual_diffusion.models.sd_v1_architecture import SD_V1_UNET_CONFIG, build_unet, parameter_costs
-
-# method -> (what it trains per task, how many copies of it are stored per task)
-COSTS = {
-    "clora": ("lora", 1), "lora_sequential": ("lora", 1),
-    "custom_diffusion_seq": ("kv_full", 1), "custom_diffusion_merge": ("kv_full", 1),
-    "custom_diffusion_offline": ("kv_full", 1), "generative_replay": ("kv_full", 1),
-    "custom_diffusion_ewc": ("kv_full", 2),
-    "dreambooth": ("unet", 1),
-    "textual_inversion": ("none", 1),
-}
 
 
 def unet_from_config(config: dict):
@@ -39,7 +29,6 @@ def unet_from_config(config: dict):
     return build_unet({k: v for k, v in config.items() if not k.startswith("_")}, device="meta")
 
 
-from continual_diffusion.models.base_folder import POINTER
 CONFIGS = ("unet/config.json", "text_encoder/config.json")
 
 
@@ -80,42 +69,47 @@ def base_configs(base: Path) -> tuple[dict, dict]:
     return tuple(configs)
 
 
-def method_cost(method: str, params: dict, unet, token_dim: int) -> dict:
-    """Parameters trained and stored per task by ``method`` with ``params`` on ``unet``."""
-    if method not in COSTS:
-        raise PipelineError(f"methods.{method}: no parameter-cost formula (metrics/param_cost.py)")
-    kind, copies = COSTS[method]
-    costs = parameter_costs(unet, rank=int(params.get("rank", 1)))
-    trained = {"lora": costs["lora_params"], "kv_full": costs["kv_full_params"], "unet": costs["unet_params"],
-               "none": 0}[kind]
+def method_cost(method, params: dict, unet, token_dim: int) -> dict:
+    """Parameters trained and stored per task by ``method`` (a method class: its ``parameter_cost``) with
+    ``params`` on ``unet``."""
+    trained, stored = method.parameter_cost(params, unet)
+    total = parameter_costs(unet, rank=1)["unet_params"]
     return {
-        "unet_params": costs["unet_params"],
+        "unet_params": total,
         "unet_trained_per_task": trained,
-        "unet_stored_per_task": copies * trained,
+        "unet_stored_per_task": stored,
         "token_params_per_task": token_dim,
-        "n_param_percent": 100.0 * trained / costs["unet_params"],
+        "n_param_percent": 100.0 * trained / total,
     }
 
 
-def profile_costs(cfg: dict, base: Path) -> dict:
+def _method(methods: Mapping, name: str):
+    if name not in methods:
+        raise PipelineError(f"methods.{name}: no parameter-cost formula (not a registered method)")
+    return methods[name]
+
+
+def profile_costs(cfg: dict, base: Path, methods: Mapping) -> dict:
     """{"base": {benchmark: {method: cost}}, "sd_v1": {benchmark: {method: cost}}} for every benchmark
     of the run and every method of ``methods`` (those of ``train.methods`` first): the profile's own
     U-Net (``base``/unet/config.json) with the method's parameters for that benchmark (a rank may be
     given per benchmark, ``config.method_params``; the configs of the model a Stable Diffusion pointer
     names, ``base_configs``) and, for comparison with the paper, SD v1.x with the
-    paper's parameters (the ``profiles.paper_<benchmark>`` methods over the profile's own)."""
+    paper's parameters (the ``profiles.paper_<benchmark>`` methods over the profile's own). ``methods``: the
+    method registry (``methods.METHODS``), name -> class with ``parameter_cost``."""
     unet_config, text_config = base_configs(Path(base))
     unet = unet_from_config(unet_config)
     token_dim = int(text_config["hidden_size"])
     sd_unet = build_unet(SD_V1_UNET_CONFIG, device="meta")
-    methods = sorted(cfg["methods"], key=lambda m: (m not in cfg["train"]["methods"], m))  # every method
+    names = sorted(cfg["methods"], key=lambda m: (m not in cfg["train"]["methods"], m))  # every method
     out: dict = {"base": {}, "sd_v1": {}}
     for b in cfg["benchmarks"]:
         paper_methods = cfg["profiles"].get(f"paper_{b}", {}).get("methods", {})
         paper_cfg = {"data": cfg["data"],
-                     "methods": {m: {**cfg["methods"][m], **paper_methods.get(m, {})} for m in methods}}
-        out["base"][b] = {m: method_cost(m, method_params(cfg, b, m), unet, token_dim) for m in methods}
-        out["sd_v1"][b] = {m: method_cost(m, method_params(paper_cfg, b, m), sd_unet, 768) for m in methods}
+                     "methods": {m: {**cfg["methods"][m], **paper_methods.get(m, {})} for m in names}}
+        out["base"][b] = {m: method_cost(_method(methods, m), method_params(cfg, b, m), unet, token_dim) for m in names}
+        out["sd_v1"][b] = {m: method_cost(_method(methods, m), method_params(paper_cfg, b, m), sd_unet, 768)
+                           for m in names}
     return out
 
 

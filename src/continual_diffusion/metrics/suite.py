@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from continual_diffusion.utils.errors import PipelineError
-from continual_diffusion.models.identity_net import MANIFEST, load_evaluator, predict
 from continual_diffusion.metrics.identity import identity_scores
 from continual_diffusion.metrics.mmd import mmd2_unbiased
 from continual_diffusion.metrics.similarity import mean_cosine
+from continual_diffusion.models.identity_net import MANIFEST, load_evaluator, predict
+from continual_diffusion.utils.errors import PipelineError
 
 METRICS = ("identity", "image_similarity", "mmd", "face_identity", "clip_text")
 
@@ -35,7 +35,8 @@ KEYS = {
     "accuracy_closed": ("identity", True, "(1/N) sum_j [argmax_k p(k|x_j) = i], k over the task concepts only (closed set)"),
     "other_rate": ("identity", False, "(1/N) sum_j [argmax_k p(k|x_j) = other]"),
     "p_true": ("identity", True, "(1/N) sum_j p(i|x_j)"),
-    "image_similarity": ("image_similarity", True, "(1/(|G||R|)) sum_g sum_r cos(f(g), f(r)), G generated, R real images of concept i"),
+    "image_similarity": ("image_similarity", True,
+                         "(1/(|G||R|)) sum_g sum_r cos(f(g), f(r)), G generated, R real images of concept i"),
     "mmd": ("mmd", False, "unbiased MMD^2 between f(G) and f(R), kernel {kernel}"),
     "face_similarity": ("face_identity", True,
                         "(1/|G|) sum_g s(g), s(g) = mean_r cos(facenet(g), facenet(r)) over the real images r with a face "
@@ -121,7 +122,8 @@ class MetricSuite:
         for key, (metric, higher, formula) in KEYS.items():
             if metric not in self.metrics:
                 continue
-            features = {"identity": "identity classifier", "face_identity": "facenet-pytorch MTCNN + InceptionResnetV1 (vggface2)",
+            features = {"identity": "identity classifier",
+                        "face_identity": "facenet-pytorch MTCNN + InceptionResnetV1 (vggface2)",
                         "clip_text": f"clip {self.clip_id}"}.get(metric, self.features_name)
             out[key] = {"formula": formula.format(kernel=self.kernel, class_word=self.class_word),
                         "higher_is_better": higher, "features": features}
@@ -155,7 +157,8 @@ def pretrained_evaluator(cfg: dict, benchmark: str, out: Path) -> dict:
     from continual_diffusion.utils.io import atomic_directory, json_text
 
     ev = cfg["evaluation"]
-    if "identity" in ev["metrics"] or (ev["features"] == "identity_evaluator" and {"image_similarity", "mmd"} & set(ev["metrics"])):
+    if "identity" in ev["metrics"] or (ev["features"] == "identity_evaluator"
+                                       and {"image_similarity", "mmd"} & set(ev["metrics"])):
         raise PipelineError(f"evaluation.metrics/features: benchmark {benchmark} uses real data, which has no "
                             "miniature identity evaluator: drop 'identity' and set features to 'clip'")
     manifest: dict = {"kind": "pretrained", "benchmark": benchmark, "metrics": list(ev["metrics"]),

@@ -18,6 +18,7 @@ with ``reduce`` = sum (default) or mean over the adapted matrices. It is zero on
 from __future__ import annotations
 
 import math
+
 import torch
 from torch import nn
 
@@ -84,23 +85,16 @@ class PastDeltas:
     def __init__(self, unet, adapter: str = "current"):
         self.adapter = adapter
         self.layers = lora_layers(unet, adapter)
-        self.w_init = {n: l.base_layer.weight.detach().to(torch.float32).clone().cpu() for n, l in self.layers.items()}
+        self.w_init = {n: layer.base_layer.weight.detach().to(torch.float32).clone().cpu()
+                       for n, layer in self.layers.items()}
         self.acc = {n: torch.zeros_like(w) for n, w in self.w_init.items()}
         self._abs_acc: dict[str, torch.Tensor] = {}
-
-    @property
-    def empty(self) -> bool:
-        return all(not torch.any(a) for a in self.acc.values())
 
     def fold(self) -> None:
         """End of task: acc += s * B_t A_t (fp32, on CPU, layer by layer)."""
         with torch.no_grad():
             for name, layer in self.layers.items():
                 self.acc[name] += delta(layer, self.adapter).detach().to(torch.float32).cpu()
-
-    def add(self, name: str, update: torch.Tensor) -> None:
-        """Fold a stored past product (e.g. when resuming from saved adapters)."""
-        self.acc[name] += update.to(torch.float32).cpu()
 
     def apply(self) -> None:
         """Start of task: base weight = W_init + acc; cache |acc| for the penalty (once per task)."""
@@ -126,4 +120,4 @@ class PastDeltas:
 def frobenius_norms(unet, adapter: str) -> dict[str, float]:
     """||s B_t A_t||_F per adapted matrix (logged per task: the plasticity question of Jha et al.)."""
     with torch.no_grad():
-        return {n: float(delta(l, adapter).float().norm()) for n, l in lora_layers(unet, adapter).items()}
+        return {n: float(delta(layer, adapter).float().norm()) for n, layer in lora_layers(unet, adapter).items()}

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from continual_diffusion.utils.progress import progress_bar
+from continual_diffusion.utils.seeds import cpu_generator
 
 
 @dataclass
@@ -48,7 +49,7 @@ def warmup_cosine(step: int, warmup: int, total: int) -> float:
 
 
 def train_vae(vae, images_uint8: torch.Tensor, cfg: PhaseConfig, kl_weight: float) -> list[dict]:
-    g = torch.Generator().manual_seed(cfg.seed)
+    g = cpu_generator(cfg.seed)
     vae.requires_grad_(True)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
     log = []
@@ -98,7 +99,7 @@ def min_snr_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor, gamma: float)
 def train_denoiser(unet, text_encoder, tokenizer, scheduler, latents: torch.Tensor, captions: list[str],
                    cfg: PhaseConfig, caption_dropout: float, offset_noise: float = 0.0,
                    warmup_steps: int = 0, snr_gamma: float | None = None) -> list[dict]:
-    g = torch.Generator().manual_seed(cfg.seed)
+    g = cpu_generator(cfg.seed)
     ids = tokenizer(captions + [""], padding="max_length", max_length=tokenizer.model_max_length,
                     truncation=True, return_tensors="pt").input_ids
     empty = ids[-1:]

@@ -30,7 +30,7 @@ def load_stable_diffusion(source: str, revision: str | None = None, cache_dir: s
         return StableDiffusionPipeline.from_pretrained(
             source, revision=revision, cache_dir=cache_dir, local_files_only=True, **kwargs
         )
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except (OSError, ValueError) as exc:
         where = cache_dir or "the Hugging Face cache (HF_HOME)"
         raise PipelineError(
             f"{source}@{revision or 'main'}: Stable Diffusion weights not found offline in {where}; on a machine "

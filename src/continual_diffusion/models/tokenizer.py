@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 ALPHABET = sorted(set(string.ascii_lowercase + string.digits + string.punctuation))

@@ -19,8 +19,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.orchestration.pipeline import STAGES
+from continual_diffusion.utils import layout
+from continual_diffusion.utils.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,11 @@ def pending_rules(targets: list[str], snakemake_args: list[str]) -> set[str] | N
 def stray_chains(cfg: dict) -> list[Path]:
     """``runs|results/<profile>/<benchmark>/<method>/seed_<s>`` folders outside the params' chains."""
     profile = cfg["profile"]
-    wanted = {(b, m, f"seed_{s}") for b in cfg["benchmarks"] for m in cfg["train"]["methods"] for s in cfg["seeds"]}
+    wanted = {layout.chain_dir("", b, m, s).parts for b in cfg["benchmarks"] for m in cfg["train"]["methods"]
+              for s in cfg["seeds"]}
     strays = []
     for root in ("runs", "results"):
-        for folder in sorted(Path(root, profile).glob("*/*/seed_*")):
+        for folder in sorted(layout.profile_root(root, profile).glob(layout.CHAIN_GLOB)):
             if folder.is_dir() and tuple(folder.parts[-3:]) not in wanted:
                 strays.append(folder)
     return strays
@@ -90,7 +92,7 @@ def record(cfg: dict, snakemake_args: list[str] = ()) -> list[str]:
         return []
     result = _run([sys.executable, "-m", "dvc", "commit", "--force", "--quiet", *complete])
     if result.returncode != 0:
-        lines = [l for l in (result.stderr + "\n" + result.stdout).splitlines() if l.strip()]
+        lines = [line for line in (result.stderr + "\n" + result.stdout).splitlines() if line.strip()]
         raise PipelineError(f"dvc commit {' '.join(complete)}: {lines[-1] if lines else f'exit status {result.returncode}'}")
     log.info("recorded in dvc.lock: %s", ", ".join(complete))
     return complete

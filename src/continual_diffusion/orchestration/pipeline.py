@@ -47,16 +47,13 @@ class Stage:
     def outs_for(self, profile: str) -> list[str]:
         return [o.format(profile=profile) for o in self.outs]
 
-    def deps_for(self, profile: str) -> list[str]:
-        return [d.format(profile=profile) for d in self.deps]
-
 
 STAGES: tuple[Stage, ...] = (
     Stage(
         name="prepare_data",
         description="Sample each benchmark's task sequence (and render the synthetic generic pool)",
         rules=("sample_tasks", "generic_pool"),
-        code=(f"{PACKAGE}/stages/prepare_data.py", f"{PACKAGE}/data", f"{PACKAGE}/utils/io.py", "workflow/rules/data.smk"),
+        code=(f"{PACKAGE}/stages/prepare_data.py", f"{PACKAGE}/data", f"{PACKAGE}/utils", "workflow/rules/data.smk"),
         params=("profile", "benchmarks", "data", "sources", "profiles.{profile}"),
         outs=("data/{profile}",),
     ),
@@ -64,8 +61,7 @@ STAGES: tuple[Stage, ...] = (
         name="base_model",
         description="The frozen base model (pre-trained miniature, its committed copy, or Stable Diffusion v1.x)",
         rules=("base_model", "rebuild_embedded_base"),
-        code=(f"{PACKAGE}/stages/base_model.py", f"{PACKAGE}/models/pretrain.py", f"{PACKAGE}/models", f"{PACKAGE}/utils/io.py",
-              "workflow/rules/model.smk"),
+        code=(f"{PACKAGE}/stages/base_model.py", f"{PACKAGE}/models", f"{PACKAGE}/utils", "workflow/rules/model.smk"),
         params=("profile", "model", "cpu_isa", "profiles.{profile}"),
         outs=("models/{profile}/base",),
         deps=("data/{profile}", "embedded"),
@@ -75,8 +71,8 @@ STAGES: tuple[Stage, ...] = (
         description="Identity evaluator of each synthetic benchmark, trained on held-out renders (for real data, "
                     "a check that the pretrained facenet / CLIP extractors load)",
         rules=("identity_evaluator",),
-        code=(f"{PACKAGE}/stages/identity_evaluator.py", f"{PACKAGE}/data", f"{PACKAGE}/metrics", f"{PACKAGE}/utils/io.py",
-              "workflow/rules/evaluator.smk"),
+        code=(f"{PACKAGE}/stages/identity_evaluator.py", f"{PACKAGE}/data", f"{PACKAGE}/metrics", f"{PACKAGE}/models",
+              f"{PACKAGE}/utils", "workflow/rules/evaluator.smk"),
         params=("profile", "evaluator", "evaluation.metrics", "evaluation.features", "evaluation.facenet",
                 "evaluation.clip", "torch_threads", "cpu_isa", "profiles.{profile}"),
         outs=("models/{profile}/evaluator",),
@@ -86,9 +82,8 @@ STAGES: tuple[Stage, ...] = (
         name="train",
         description="The task chains, one job per benchmark, method, seed and task",
         rules=("train_task",),
-        code=(f"{PACKAGE}/stages/train.py", f"{PACKAGE}/core/training.py", f"{PACKAGE}/stages/shared_tasks.py", f"{PACKAGE}/methods",
-              f"{PACKAGE}/models", f"{PACKAGE}/stages/base_model.py", f"{PACKAGE}/utils/runtime.py", f"{PACKAGE}/utils/io.py",
-              "workflow/rules/train.smk"),
+        code=(f"{PACKAGE}/stages/train.py", f"{PACKAGE}/stages/shared_tasks.py", f"{PACKAGE}/core", f"{PACKAGE}/methods",
+              f"{PACKAGE}/models", f"{PACKAGE}/data/task_images.py", f"{PACKAGE}/utils", "workflow/rules/train.smk"),
         params=("profile", "seeds", "torch_threads", "cpu_isa", "runtime", "train", "methods", "profiles.{profile}"),
         outs=("runs/{profile}",),
         deps=("data/{profile}", "models/{profile}/base"),
@@ -97,10 +92,9 @@ STAGES: tuple[Stage, ...] = (
         name="evaluate",
         description="After every task, sample each learned concept and score it with every metric",
         rules=("evaluate_task",),
-        code=(f"{PACKAGE}/stages/evaluate.py", f"{PACKAGE}/core/sampling.py", f"{PACKAGE}/stages/identity_evaluator.py", f"{PACKAGE}/metrics",
-              f"{PACKAGE}/data/task_images.py", f"{PACKAGE}/stages/report/grids.py",
-              f"{PACKAGE}/stages/train.py", f"{PACKAGE}/core/training.py", f"{PACKAGE}/methods", f"{PACKAGE}/models",
-              f"{PACKAGE}/stages/base_model.py", f"{PACKAGE}/utils/runtime.py", f"{PACKAGE}/utils/io.py", "workflow/rules/evaluate.smk"),
+        code=(f"{PACKAGE}/stages/evaluate.py", f"{PACKAGE}/stages/report/grids.py", f"{PACKAGE}/core", f"{PACKAGE}/methods",
+              f"{PACKAGE}/metrics", f"{PACKAGE}/models", f"{PACKAGE}/data/task_images.py", f"{PACKAGE}/utils",
+              "workflow/rules/evaluate.smk"),
         params=("profile", "seeds", "torch_threads", "cpu_isa", "runtime", "evaluation", "profiles.{profile}"),
         outs=("results/{profile}",),
         deps=("data/{profile}", "runs/{profile}", "models/{profile}/base", "models/{profile}/evaluator"),
@@ -111,9 +105,8 @@ STAGES: tuple[Stage, ...] = (
                     "tables, figures, the reproduced-vs-reported audit, DVC metrics and plots, diffusers export",
         rules=("metric_matrices", "continual_summary", "sample_grids", "parameter_costs", "tables", "figures", "audit",
                "dvc_outputs", "export_diffusers"),
-        code=(f"{PACKAGE}/stages/report/matrices.py", f"{PACKAGE}/stages/report/summary.py", f"{PACKAGE}/stages/report/grids.py", f"{PACKAGE}/data/task_images.py",
-              f"{PACKAGE}/metrics/continual.py", f"{PACKAGE}/metrics/param_cost.py", f"{PACKAGE}/models/sd_v1_architecture.py",
-              f"{PACKAGE}/stages/report", f"{PACKAGE}/stages/export.py", "workflow/rules/report.smk"),
+        code=(f"{PACKAGE}/stages/report", f"{PACKAGE}/stages/export.py", f"{PACKAGE}/methods", f"{PACKAGE}/metrics",
+              f"{PACKAGE}/models", f"{PACKAGE}/data/task_images.py", f"{PACKAGE}/utils", "workflow/rules/report.smk"),
         params=("profile", "seeds", "benchmarks", "data", "train.methods", "methods", "report", "profiles"),
         outs=("reports/{profile}",),
         deps=("data/{profile}", "models/{profile}/base", "runs/{profile}", "results/{profile}",
@@ -188,3 +181,24 @@ def dvc_yaml() -> str:
         lines += [f"  - {title}:", f"      template: {DVC_PLOT_TEMPLATE}", f"      x: {x}", "      y:",
                   f"        {path}: value"]
     return "\n".join(lines) + "\n"
+
+
+def run_dvc_yaml(write: bool = False, check: bool = False) -> None:
+    """``cdiff dvc-yaml``: print dvc.yaml generated from the stage list, ``write`` it, or ``check`` that the
+    committed one is up to date."""
+    import sys
+
+    from continual_diffusion.utils.errors import PipelineError
+    from continual_diffusion.utils.io import write_text_atomic
+
+    text = dvc_yaml()
+    if check:
+        current = Path("dvc.yaml").read_text() if Path("dvc.yaml").exists() else ""
+        if current != text:
+            raise PipelineError("dvc.yaml: out of date with src/continual_diffusion/orchestration/pipeline.py "
+                                "(run `cdiff dvc-yaml --write`)")
+        return
+    if write:
+        write_text_atomic(Path("dvc.yaml"), text)
+    else:
+        sys.stdout.write(text)

@@ -36,10 +36,11 @@ import platform
 import re
 from pathlib import Path
 
+from continual_diffusion.orchestration.pipeline import STAGES
+from continual_diffusion.utils import layout
 from continual_diffusion.utils.config import ISA_ENVIRONMENT, isa_environment
 from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.utils.io import json_text, write_text_atomic
-from continual_diffusion.orchestration.pipeline import STAGES
 
 RECORD_DIR = Path("reports/record")
 ISA_CAPS = tuple(ISA_ENVIRONMENT["avx2"])  # the variables cpu_isa sets (config.ISA_ENVIRONMENT)
@@ -235,7 +236,7 @@ def summary_numbers(summary: dict) -> dict:
 
 
 def build_record(profile: str, cpu_isa: str, lock_path: Path = Path("dvc.lock")) -> dict:
-    summary_path = Path("reports") / profile / "summary" / "summary.json"
+    summary_path = layout.reports_dir(profile, "summary", "summary.json")
     if not summary_path.exists():
         raise PipelineError(f"{summary_path}: not found (run the pipeline first)")
     return {
@@ -309,7 +310,7 @@ def check(profile: str, cpu_isa: str, lock_path: Path = Path("dvc.lock"), record
     if "files" not in recorded:
         raise PipelineError(f"{record}: no per-file digests (written by an older version: rewrite it with "
                             "`cdiff record --write` after `make run`)")
-    summary_path = Path("reports") / profile / "summary" / "summary.json"
+    summary_path = layout.reports_dir(profile, "summary", "summary.json")
     if not summary_path.exists():
         raise PipelineError(f"{summary_path}: not found (run the pipeline first)")
     current_platform = platform_info(cpu_isa)
@@ -387,3 +388,25 @@ def check_text(report: dict) -> str:
     if len(report["problems"]) > 50:
         lines.append(f"  ... {len(report['problems']) - 50} more")
     return "\n".join(lines) + "\n"
+
+
+def run_record(cfg: dict, write: bool, lock: Path, reference: Path | None, as_json: bool, partial: bool) -> None:
+    """``cdiff record``: ``write`` the run's record from ``lock``, or check this rerun against ``reference``
+    (default: the profile's record) and print the check (``as_json``: as JSON); a one-line error when the
+    rerun differs."""
+    import logging
+    import sys
+
+    profile = cfg["profile"]
+    if write:
+        path = write_record(profile, cfg["cpu_isa"], lock)
+        logging.getLogger(__name__).info("wrote %s", path)
+        return
+    report = check(profile, cfg["cpu_isa"], lock, reference, partial=partial)
+    sys.stdout.write(json.dumps(report, indent=1) + "\n" if as_json else check_text(report))
+    if not report["ok"]:
+        first = report["first_difference"]
+        where = (f"first differing stage: {first['stage']} ({first.get('file', first['output'])})" if first
+                 else "all stage outputs equal")
+        raise PipelineError(f"the rerun differs from {reference or record_path(profile)} "
+                            f"({report['mode']}; {where}; {len(report['problems'])} problem(s) above)")

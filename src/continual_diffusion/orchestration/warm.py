@@ -178,8 +178,14 @@ def _preload() -> None:
     import numpy  # noqa: F401
     import safetensors.torch  # noqa: F401
     import torch  # noqa: F401
-    from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler,  # noqa: F401
-                           DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel)
+    from diffusers import (  # noqa: F401
+        AutoencoderKL,
+        DDIMScheduler,
+        DDPMScheduler,
+        DPMSolverMultistepScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from PIL import Image  # noqa: F401
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer  # noqa: F401
 

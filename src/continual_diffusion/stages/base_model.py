@@ -22,8 +22,10 @@ import time
 from pathlib import Path
 
 from continual_diffusion.models.base_folder import MANIFEST, POINTER
+from continual_diffusion.utils import layout
 from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.utils.io import atomic_directory, json_text
+from continual_diffusion.utils.seeds import cpu_generator
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,7 @@ def load_pools(data_root: Path, benchmarks: list[str]):
 
     images, captions = [], []
     for benchmark in benchmarks:
-        folder = data_root / "pool" / benchmark
+        folder = layout.pool_dir(data_root, benchmark)
         if not (folder / "images.safetensors").exists():
             raise PipelineError(f"{folder / 'images.safetensors'}: generic pool missing (run the prepare_data stage)")
         images.append(torch.from_numpy(load_file(str(folder / "images.safetensors"))["images"]))
@@ -77,9 +79,9 @@ def pretrain_base(cfg: dict, data_root: Path, out: Path) -> dict:
     """Build and pre-train the miniature on the pools under ``data_root``; write it to ``out``."""
     import torch
 
+    from continual_diffusion.models.pretrain import PhaseConfig, encode_pool, latent_scale, train_denoiser, train_vae
     from continual_diffusion.models.tiny import build_components, save_pipeline
     from continual_diffusion.models.tokenizer import train_clip_bpe
-    from continual_diffusion.models.pretrain import PhaseConfig, encode_pool, latent_scale, train_denoiser, train_vae
 
     model_cfg = cfg["model"]
     spec, pre = model_cfg["spec"], model_cfg["pretrain"]
@@ -101,7 +103,7 @@ def pretrain_base(cfg: dict, data_root: Path, out: Path) -> dict:
                             kl_weight=vae["kl_weight"])
         report["vae_seconds"] = round(time.perf_counter() - start, 1)
         # Scale from a fixed random subset of all pools (not the first images: they are one benchmark).
-        subset = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(pre["seed"]))[:2048]
+        subset = torch.randperm(images.shape[0], generator=cpu_generator(pre["seed"]))[:2048]
         parts["vae"].register_to_config(scaling_factor=latent_scale(parts["vae"], images[subset]))
         start = time.perf_counter()
         latents = encode_pool(parts["vae"], images)
@@ -166,3 +168,24 @@ def build_base(cfg: dict, data_root: Path, out: Path) -> dict:
     if kind == "stable_diffusion":
         return link_stable_diffusion(cfg, out)
     raise PipelineError(f"model.base: unknown source {kind!r} (pretrain | embedded | stable_diffusion)")
+
+
+def run_base_model(cfg: dict, out: Path) -> dict:
+    """``cdiff base-model``: the base model folder from the profile's data (pre-trains when model.base is
+    pretrain)."""
+    return build_base(cfg, Path("data") / cfg["profile"], out)
+
+
+def run_pretrain_base(cfg: dict, data: Path | None, compare: Path | None, out: Path) -> dict:
+    """``cdiff pretrain-base``: pre-train the miniature on the pools under ``data`` (default data/<profile>);
+    with ``compare``, fail unless the result is bit-identical to that base folder."""
+    report = pretrain_base(cfg, data or Path("data") / cfg["profile"], out)
+    log.info("pre-trained base written to %s (U-Net loss %.4f -> %.4f)", out,
+             report["unet_loss_first50"], report["unet_loss_last50"])
+    if compare:
+        reference = verify(compare)["files"]
+        differ = sorted(k for k in set(reference) | set(report["files"]) if reference.get(k) != report["files"].get(k))
+        if differ:
+            raise PipelineError(f"{compare}: rebuilt base differs in {len(differ)} file(s), first {differ[0]}")
+        log.info("rebuilt base is bit-identical to %s (%d files)", compare, len(reference))
+    return report

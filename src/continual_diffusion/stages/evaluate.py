@@ -30,15 +30,15 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from continual_diffusion.core.chain import build_model, restore_chain
-from continual_diffusion.utils.errors import PipelineError
-from continual_diffusion.stages.report.grids import SAMPLES
-from continual_diffusion.utils.io import atomic_directory, json_text
-from continual_diffusion.utils.config import method_params
-from continual_diffusion.methods import MethodEnv, make_method
-from continual_diffusion.metrics.suite import MetricSuite
-from continual_diffusion.utils.runtime import resolve
 from continual_diffusion.core.sampling import generate, grid
 from continual_diffusion.data.task_images import concept_images
+from continual_diffusion.methods import MethodEnv, make_method
+from continual_diffusion.metrics.suite import MetricSuite
+from continual_diffusion.stages.report.grids import SAMPLES
+from continual_diffusion.utils.config import method_params
+from continual_diffusion.utils.errors import PipelineError
+from continual_diffusion.utils.io import atomic_directory, json_text
+from continual_diffusion.utils.runtime import resolve
 
 log = logging.getLogger(__name__)
 
@@ -99,3 +99,9 @@ def evaluate_task(cfg: dict, benchmark: str, method_name: str, seed: int, task: 
     log.info("evaluated %s/%s/seed_%d after task %d in %.1f s (sampling %.1f s, scoring %.1f s)", benchmark,
              method_name, seed, task, time.perf_counter() - started, sampled - started, time.perf_counter() - sampled)
     return result
+
+
+def run_evaluate_task(cfg: dict, benchmark: str, method: str, seed: int, task: int, base: Path, runs: Path,
+                      evaluator: Path, out: Path) -> dict:
+    """``cdiff evaluate-task``: sample and score every concept the chain learned up to ``task``."""
+    return evaluate_task(cfg, benchmark, method, seed, task, base, runs, evaluator, out, Path("data") / cfg["profile"])

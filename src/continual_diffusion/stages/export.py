@@ -1,4 +1,5 @@
-"""Export a LoRA-type chain (``clora``, ``lora_sequential``) to files stock diffusers loads.
+"""Export a LoRA-type chain (a method whose class says ``exports_diffusers``: ``clora``, ``lora_sequential``)
+to files stock diffusers loads.
 
 After task T the project's sampler uses, for every adapted cross-attention matrix (``attn2.to_k`` /
 ``attn2.to_v``; PEFT's notation, ``lora_A`` in -> r, ``lora_B`` r -> out, ``s_t`` = lora_alpha / r)
@@ -32,9 +33,9 @@ import logging
 import re
 from pathlib import Path
 
-from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.core.sampling import SCHEDULER_CLASSES
 from continual_diffusion.models.base_folder import POINTER
+from continual_diffusion.utils.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
@@ -177,41 +178,30 @@ def load_snippet(out: Path, base: dict, tokens: list[str], sampling: dict) -> li
     ]
 
 
-def export_chain(cfg: dict, benchmark: str, method: str, seed: int, runs: Path, base: Path, out: Path,
-                 upto: int | None = None) -> dict:
-    """Write the export of ``method``'s chain after task ``upto`` (default: the benchmark's last task).
+def check_request(cfg: dict, benchmark: str, method: str, upto: int | None) -> int:
+    """The task to export after (default: the benchmark's last), once the method exports (its class's
+    ``exports_diffusers``) and the benchmark and task exist."""
+    from continual_diffusion.methods import METHODS, exporting_methods
 
-    ``runs`` is the chain's folder (``runs/<profile>/<benchmark>/<method>/seed_<s>``, holding
-    ``task_XX/task.safetensors``), ``base`` the base_model stage's folder. Returns the manifest.
-    """
-    import torch
-    from diffusers import StableDiffusionPipeline
-    from safetensors.torch import save_file
-
-    from continual_diffusion.utils.config import method_params
-    from continual_diffusion.utils.io import atomic_directory, json_text
-    from continual_diffusion.methods import METHODS
-    from continual_diffusion.methods.lora import _KVLoRA
-    from continual_diffusion.models.tokens import concept_token, prompt_for
-
-    if method not in METHODS or not issubclass(METHODS[method], _KVLoRA):
-        lora_type = sorted(n for n, c in METHODS.items() if issubclass(c, _KVLoRA))
-        raise PipelineError(f"--method {method}: not a LoRA-type method (export supports {', '.join(lora_type)})")
+    if method not in METHODS or not METHODS[method].exports_diffusers:
+        raise PipelineError(f"--method {method}: not a LoRA-type method (export supports "
+                            f"{', '.join(exporting_methods(sorted(METHODS)))})")
     if benchmark not in cfg["data"]:
         raise PipelineError(f"--benchmark {benchmark}: not in data ({', '.join(sorted(cfg['data']))})")
     n_tasks = int(cfg["data"][benchmark]["n_tasks"])
     upto = n_tasks if upto is None else int(upto)
     if not 1 <= upto <= n_tasks:
         raise PipelineError(f"--task {upto}: outside 1..{n_tasks} (data.{benchmark}.n_tasks)")
-    params = method_params(cfg, benchmark, method)
-    runs, out = Path(runs), Path(out)
-    base_ref = base_reference(base)
+    return upto
 
-    tasks = read_chain(runs, upto)
+
+def check_chain(tasks: list[dict], asked: dict, params: dict) -> int:
+    """The chain's rank per task, once every task's config.json agrees with what the export was asked for
+    (``asked``: method, benchmark, seed) and was trained with the configuration's rank and alpha."""
+    method = asked["method"]
     for t, info in enumerate(tasks, start=1):
         job = info["config"]
-        asked = {"method": method, "benchmark": benchmark, "seed": seed, "task": t}
-        for key, value in asked.items():
+        for key, value in {**asked, "task": t}.items():
             if key in job and job[key] != value:
                 raise PipelineError(f"{info['file'].parent / 'config.json'}: {key} is {job[key]!r}, export asked for {value!r}")
         trained = job.get("method_params", {})
@@ -222,6 +212,47 @@ def export_chain(cfg: dict, benchmark: str, method: str, seed: int, runs: Path, 
     rank = int(next(iter(tasks[0]["adapters"].values()))[0].shape[0])
     if int(params["rank"]) != rank:
         raise PipelineError(f"{tasks[0]['file']}: adapter rank {rank}, but methods.{method}.rank is {params['rank']}")
+    return rank
+
+
+def write_files(tmp: Path, state: dict, total_rank: int, modules: list[str], tokens: list[str], tasks: list[dict]) -> None:
+    """The LoRA (diffusers' own saver) and one embedding file per token into ``tmp``, headers canonical."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from safetensors.torch import save_file
+
+    # scale 1 stated explicitly (diffusers would infer lora_alpha = r from the shapes without it)
+    metadata = {"r": total_rank, "lora_alpha": total_rank, "target_modules": modules,
+                "lora_dropout": 0.0, "bias": "none"}
+    StableDiffusionPipeline.save_lora_weights(tmp, unet_lora_layers=state, weight_name=LORA_FILE,
+                                              safe_serialization=True, unet_lora_adapter_metadata=metadata)
+    if not (tmp / LORA_FILE).is_file():
+        raise PipelineError(f"{tmp / LORA_FILE}: diffusers did not write the LoRA file")
+    for token, info in zip(tokens, tasks):
+        row = info["token_row"].to(torch.float32).reshape(1, -1).contiguous()
+        save_file({token: row}, str(tmp / embedding_file(token)), metadata={"format": "pt"})
+    for path in sorted(tmp.glob("*.safetensors")):
+        canonical_safetensors(path)
+
+
+def export_chain(cfg: dict, benchmark: str, method: str, seed: int, runs: Path, base: Path, out: Path,
+                 upto: int | None = None) -> dict:
+    """Write the export of ``method``'s chain after task ``upto`` (default: the benchmark's last task).
+
+    ``runs`` is the chain's folder (``runs/<profile>/<benchmark>/<method>/seed_<s>``, holding
+    ``task_XX/task.safetensors``), ``base`` the base_model stage's folder. Returns the manifest.
+    """
+    from continual_diffusion.models.tokens import concept_token, prompt_for
+    from continual_diffusion.utils.config import method_params
+    from continual_diffusion.utils.io import atomic_directory, json_text
+
+    upto = check_request(cfg, benchmark, method, upto)
+    params = method_params(cfg, benchmark, method)
+    runs, out = Path(runs), Path(out)
+    base_ref = base_reference(base)
+
+    tasks = read_chain(runs, upto)
+    rank = check_chain(tasks, {"method": method, "benchmark": benchmark, "seed": seed}, params)
     scale = lora_scale(params, rank)
     state = concatenate(tasks, scale)
     total_rank = rank * len(tasks)
@@ -232,18 +263,7 @@ def export_chain(cfg: dict, benchmark: str, method: str, seed: int, runs: Path, 
                 "guidance_scale": ev["guidance_scale"]}
 
     with atomic_directory(out) as tmp:
-        # scale 1 stated explicitly (diffusers would infer lora_alpha = r from the shapes without it)
-        metadata = {"r": total_rank, "lora_alpha": total_rank, "target_modules": modules,
-                    "lora_dropout": 0.0, "bias": "none"}
-        StableDiffusionPipeline.save_lora_weights(tmp, unet_lora_layers=state, weight_name=LORA_FILE,
-                                                  safe_serialization=True, unet_lora_adapter_metadata=metadata)
-        if not (tmp / LORA_FILE).is_file():
-            raise PipelineError(f"{tmp / LORA_FILE}: diffusers did not write the LoRA file")
-        for token, info in zip(tokens, tasks):
-            row = info["token_row"].to(torch.float32).reshape(1, -1).contiguous()
-            save_file({token: row}, str(tmp / embedding_file(token)), metadata={"format": "pt"})
-        for path in sorted(tmp.glob("*.safetensors")):
-            canonical_safetensors(path)
+        write_files(tmp, state, total_rank, modules, tokens, tasks)
         manifest = {
             "method": method, "benchmark": benchmark, "seed": seed, "tasks": list(range(1, upto + 1)),
             "profile": cfg.get("profile"), "runs": str(runs),

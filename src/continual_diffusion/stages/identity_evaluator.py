@@ -13,7 +13,8 @@ VAE round-trips (``evaluator.vae_roundtrip``, a share r in [0, 1]): each trainin
 probability r, by its round-trip through the base model's VAE, x -> D(mean E(x)). A latent model can only
 generate images on that VAE's output manifold, so an evaluator that has never seen it can reject a concept
 the generator reproduces as faithfully as it can at all (the tiny base's VAE turns the green wall of
-landmark concept 8 olive-grey: an evaluator trained on clean renders recognised 10% of those round-trips). The manifest records the held-out accuracy on clean renders and on their round-trips.
+landmark concept 8 olive-grey: an evaluator trained on clean renders recognised 10% of those round-trips).
+The manifest records the held-out accuracy on clean renders and on their round-trips.
 Score used downstream: accuracy_i = (1/N) sum_j [argmax_k p(k | x_ij) = i] over the N samples of concept i.
 """
 
@@ -31,6 +32,7 @@ from continual_diffusion.models.identity_net import MANIFEST, OTHER, OTHER_OFFSE
 from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.utils.io import atomic_directory, json_text
 from continual_diffusion.utils.progress import progress_bar
+from continual_diffusion.utils.seeds import cpu_generator
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,8 @@ def augment(x: torch.Tensor, g: torch.Generator, aug: dict) -> torch.Tensor:
     return x.clamp(-1, 1)
 
 
-def heldout_renders(bench: dict, concept_ids: list[str], per_concept: int, offset: int, other: int) -> tuple[np.ndarray, np.ndarray]:
+def heldout_renders(bench: dict, concept_ids: list[str], per_concept: int, offset: int,
+                    other: int) -> tuple[np.ndarray, np.ndarray]:
     """Held-out renders of the task concepts (indices offset..offset+per_concept) and of ``other``
     generic identities (one image each); labels 0..n-1 for concepts, n for "other"."""
     from continual_diffusion.stages.prepare_data import synthetic_source
@@ -144,7 +147,7 @@ def train_evaluator(cfg: dict, bench: dict, tasks_json: Path, out: Path, base: P
         r_train, r_val = vae_roundtrip(x_train, vae), vae_roundtrip(x_val, vae)
     torch.manual_seed(ev["seed"])
     net = IdentityNet(len(concept_ids) + 1, width=ev["width"], input_size=ev["input_size"])
-    g = torch.Generator().manual_seed(ev["seed"])
+    g = cpu_generator(ev["seed"])
     optimizer = torch.optim.AdamW(net.parameters(), lr=ev["lr"], weight_decay=1e-4)
     steps = ev["steps"]
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
@@ -181,3 +184,24 @@ def train_evaluator(cfg: dict, bench: dict, tasks_json: Path, out: Path, base: P
     log.info("evaluator held-out accuracy %.3f (VAE round-trips: %s)", report["heldout_accuracy"],
              report.get("heldout_accuracy_vae_roundtrip", "not used"))
     return report
+
+
+def trains_evaluator(cfg: dict, benchmark: str) -> bool:
+    """Whether ``benchmark``'s evaluator stage trains a network (synthetic data) or only checks that the
+    pretrained extractors load (real data)."""
+    from continual_diffusion.utils.config import benchmark_config
+
+    return benchmark_config(cfg, benchmark)["data"]["source"].startswith("synthetic_")
+
+
+def run_evaluator(cfg: dict, benchmark: str, tasks: Path, base: Path | None, out: Path) -> None:
+    """``cdiff evaluator``: train a synthetic benchmark's identity evaluator on held-out renders of the
+    task folder ``tasks``; on real data, check the pretrained facenet / CLIP extractors load."""
+    from continual_diffusion.utils.config import benchmark_config
+
+    if trains_evaluator(cfg, benchmark):
+        train_evaluator(cfg, benchmark_config(cfg, benchmark), tasks / "tasks.json", out, base=base)
+    else:
+        from continual_diffusion.metrics.suite import pretrained_evaluator
+
+        pretrained_evaluator(cfg, benchmark, out)

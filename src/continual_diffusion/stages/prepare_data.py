@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.data.celeba_hq import celeba_hq_records
 from continual_diffusion.data.gldv2 import gldv2_records
 from continual_diffusion.data.pool import write_pool
 from continual_diffusion.data.sources import ConceptRecord
 from continual_diffusion.data.synthetic import GENERATORS, SyntheticSource
 from continual_diffusion.data.tasks import sample_tasks, write_tasks
+from continual_diffusion.utils.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
@@ -62,3 +62,17 @@ def prepare_pool(bench: dict, benchmark: str, out: Path) -> None:
         raise PipelineError(f"data.{benchmark}.source: {name} has no generic pool (only synthetic sources have one)")
     write_pool(out, synthetic_source(bench), benchmark)
     log.info("%s: generic pool written to %s", benchmark, out)
+
+
+def run_prepare_data(cfg: dict, benchmark: str, out: Path) -> None:
+    """``cdiff prepare-data``: the task folders of ``benchmark`` (one of the run's benchmarks)."""
+    from continual_diffusion.utils.config import benchmark_config
+
+    prepare_tasks(benchmark_config(cfg, benchmark), benchmark, out)
+
+
+def run_generic_pool(cfg: dict, benchmark: str, out: Path) -> None:
+    """``cdiff generic-pool``: the generic pre-training pool of a synthetic ``benchmark``."""
+    from continual_diffusion.utils.config import benchmark_config
+
+    prepare_pool(benchmark_config(cfg, benchmark), benchmark, out)

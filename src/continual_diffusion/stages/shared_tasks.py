@@ -18,10 +18,10 @@ others copy its ``task.safetensors``, ``log.json`` and ``metrics.json`` and writ
 from __future__ import annotations
 
 import json
-from typing import Mapping
+from collections.abc import Mapping
 
-from continual_diffusion.utils.config import chain_settings
 from continual_diffusion.methods import make_method
+from continual_diffusion.utils.config import chain_settings
 
 
 def sharing_key(cfg: Mapping, benchmark: str, method: str, task: int) -> str | None:

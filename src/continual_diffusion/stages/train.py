@@ -19,22 +19,19 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from continual_diffusion.utils.config import chain_settings
-from continual_diffusion.utils.errors import PipelineError
-from continual_diffusion.utils.io import atomic_directory, json_text
-from continual_diffusion.methods import MethodEnv, make_method
-from continual_diffusion.models.tokens import add_concept_token, concept_token, prompt_for
-from continual_diffusion.utils.runtime import resolve
 from continual_diffusion.core.chain import build_model, restore_chain
 from continual_diffusion.core.training import TrainConfig, encode_latents, train_task
 from continual_diffusion.data.task_images import load_task_images
-from continual_diffusion.utils.layout import TASK_FILE, task_dir
+from continual_diffusion.methods import MethodEnv, make_method
+from continual_diffusion.models.tokens import add_concept_token, concept_token, prompt_for
+from continual_diffusion.utils.config import chain_settings
+from continual_diffusion.utils.errors import PipelineError
+from continual_diffusion.utils.io import atomic_directory, json_text
+from continual_diffusion.utils.layout import TASK_FILE, concept_task_dir, task_dir
+from continual_diffusion.utils.runtime import resolve
+from continual_diffusion.utils.seeds import token_generator
 
 log = logging.getLogger(__name__)
-
-
-def token_generator(seed: int, task: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 100_003 + 50_000 + task)
 
 
 def job_config(cfg: dict, benchmark: str, method_name: str, seed: int, task: int, base: Path) -> dict:
@@ -99,7 +96,7 @@ def run_task(cfg: dict, benchmark: str, method_name: str, seed: int, task: int, 
     token = concept_token(task)
     token_id = add_concept_token(model.tokenizer, model.text_encoder, token, token_generator(seed, task),
                                  init_norm=train["token_init_norm"])
-    images = load_task_images(data_root / "tasks" / benchmark / f"task_{task:02d}")
+    images = load_task_images(concept_task_dir(data_root, benchmark, task))
     latents = encode_latents(model.vae, images, chunk=None if runtime.device.type == "cpu" else 8)
     tc = TrainConfig(steps=int(train["steps"]), batch_size=int(train["batch_size"]),
                      token_lr=float(train["token_lr"]), seed=seed, checkpoint_every=int(cfg["train"]["checkpoint_every"]))
@@ -107,7 +104,7 @@ def run_task(cfg: dict, benchmark: str, method_name: str, seed: int, task: int, 
     config = job_config(cfg, benchmark, method_name, seed, task, base)
     fingerprint = {**config, "base_manifest_sha256": hashlib.sha256(base_manifest.encode()).hexdigest(),
                    "runtime": {"device": runtime.device.type, "dtype": runtime.dtype}}
-    workdir = checkpoints / f"task_{task:02d}"
+    workdir = task_dir(checkpoints, task)
     step_log = train_task(model, method, task, token_id, prompt_for(token), latents, tc, workdir,
                           fingerprint=fingerprint)
     state = method.end_task(task)
@@ -125,3 +122,23 @@ def run_task(cfg: dict, benchmark: str, method_name: str, seed: int, task: int, 
     shutil.rmtree(workdir, ignore_errors=True)
     log.info("task %d of %s/%s/seed_%d done in %.1f s", task, benchmark, method_name, seed, time.perf_counter() - started)
     return metrics
+
+
+def check_chain(cfg: dict, benchmark: str, method: str, task: int, **_) -> None:
+    """A one-line error unless ``method`` is one of train.methods and ``task`` one of the benchmark's
+    (the chain subcommands, train-task and evaluate-task, before they claim a GPU)."""
+    if method not in cfg["train"]["methods"]:
+        raise PipelineError(f"--method {method}: not in train.methods ({', '.join(cfg['train']['methods'])})")
+    n = cfg["data"][benchmark]["n_tasks"]
+    if not 1 <= task <= n:
+        raise PipelineError(f"--task {task}: outside 1..{n} (data.{benchmark}.n_tasks)")
+
+
+def run_train_task(cfg: dict, benchmark: str, method: str, seed: int, task: int, base: Path, runs: Path,
+                   checkpoints: Path, same_as: Path | None) -> None:
+    """``cdiff train-task``: train one task of one chain, or with ``same_as`` copy it from that other
+    method's chain (train.share_identical_tasks; shared_tasks.py)."""
+    if same_as is not None:
+        copy_task(cfg, benchmark, method, seed, task, base, runs, same_as)
+        return
+    run_task(cfg, benchmark, method, seed, task, Path("data") / cfg["profile"], base, runs, checkpoints)

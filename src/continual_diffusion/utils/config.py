@@ -12,9 +12,10 @@ validated too, so a typo in any profile fails at once. Errors are one line namin
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import jsonschema
 import yaml
@@ -145,7 +146,8 @@ def load(paths: Iterable[Path] = (Path("params.yaml"),), overrides: Iterable[str
 def benchmark_config(cfg: Mapping, benchmark: str) -> dict:
     """The data section of one benchmark plus its source's parameters."""
     if benchmark not in cfg["benchmarks"]:
-        raise PipelineError(f"benchmark {benchmark!r} is not in benchmarks ({', '.join(cfg['benchmarks'])}) of profile {cfg['profile']}")
+        raise PipelineError(f"benchmark {benchmark!r} is not in benchmarks ({', '.join(cfg['benchmarks'])}) "
+                            f"of profile {cfg['profile']}")
     data = dict(cfg["data"][benchmark])
     return {"data": data, "source": dict(cfg["sources"][data["source"]]), "seed": cfg["data"]["seed"]}
 

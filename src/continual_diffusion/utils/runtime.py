@@ -20,8 +20,8 @@ setting, whose records predate this module and stay unchanged).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import torch
 

@@ -5,9 +5,9 @@ import itertools
 import numpy as np
 import pytest
 
-from continual_diffusion.utils import config
 from continual_diffusion.data.synthetic import GENERATORS, SyntheticSource
 from continual_diffusion.data.synthetic.common import attribute_distance, image_digest
+from continual_diffusion.utils import config
 from tests.helpers import REPO
 
 NAMES = list(GENERATORS)
@@ -104,4 +104,4 @@ def test_captions_describe_the_class_and_attributes(name):
 
 def test_impossible_separation_is_reported():
     with pytest.raises(ValueError, match="attribute distance"):
-        source("synthetic_faces", concepts=50, min_attribute_distance=10).concept_pool
+        _ = source("synthetic_faces", concepts=50, min_attribute_distance=10).concept_pool

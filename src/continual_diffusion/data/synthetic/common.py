@@ -11,24 +11,22 @@ on its own, bit-identically, on any machine.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
 
-# Seed streams: separate random sequences that never share a draw.
-STREAM_CONCEPTS = 1  # identities of the concept pool (the stand-in for CelebA-HQ / GLDv2)
-STREAM_CONCEPT_IMAGES = 2  # training images of those identities
-STREAM_HELDOUT_IMAGES = 3  # fresh held-out renders (evaluator training), never training images
-STREAM_POOL = 4  # generic pre-training identities
-STREAM_POOL_IMAGES = 5  # images of the generic identities
-STREAM_IMAGE_COUNTS = 6  # how many images each pool concept has
-
-
-def rng_for(*path: int) -> np.random.Generator:
-    """A PCG64 generator determined only by the integer path (platform independent)."""
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(p) for p in path])))
+# Seed streams (separate random sequences that never share a draw) and rng_for: utils/seeds.py.
+from continual_diffusion.utils.seeds import (  # noqa: F401  (the generators and sources import them from here)
+    STREAM_CONCEPT_IMAGES,
+    STREAM_CONCEPTS,
+    STREAM_HELDOUT_IMAGES,
+    STREAM_IMAGE_COUNTS,
+    STREAM_POOL,
+    STREAM_POOL_IMAGES,
+    rng_for,
+)
 
 
 @dataclass(frozen=True)

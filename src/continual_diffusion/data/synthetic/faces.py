@@ -14,6 +14,7 @@ Rendering: PIL vector drawing on a ``supersample`` x larger canvas, then Lanczos
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -68,7 +69,8 @@ FACE_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "lip_colour": tuple(LIP_COLOUR),
 }
 
-BACKGROUNDS = ((200, 205, 215), (170, 190, 170), (215, 200, 180), (150, 160, 190), (230, 230, 230), (90, 95, 110), (190, 160, 160), (120, 150, 140))
+BACKGROUNDS = ((200, 205, 215), (170, 190, 170), (215, 200, 180), (150, 160, 190), (230, 230, 230), (90, 95, 110),
+               (190, 160, 160), (120, 150, 140))
 
 
 def draw_face_concept(rng: np.random.Generator, index: int) -> Concept:
@@ -127,10 +129,26 @@ def draw_face_nuisance(rng: np.random.Generator) -> dict:
     }
 
 
-def render_face(concept: Concept, nuisance: dict, size: int, supersample: int = 4) -> Image.Image:
-    """Render ``concept`` under ``nuisance`` to an RGB ``size`` x ``size`` image."""
-    a, s, n = concept.attributes, concept.shape, nuisance
-    S = size * supersample
+@dataclass(frozen=True)
+class _Frame:
+    """Face-local coordinates (units of ``u``, y down, centred on ``cx``, ``cy``) to canvas pixels;
+    features shift with ``yaw`` by their depth."""
+
+    cx: float
+    cy: float
+    u: float
+    yaw: float
+
+    def P(self, x: float, y: float, depth: float = 1.0) -> tuple[float, float]:
+        return (self.cx + (x + self.yaw * depth) * self.u, self.cy + y * self.u)
+
+    def box(self, x0: float, y0: float, x1: float, y1: float, depth: float = 1.0) -> list[float]:
+        p0, p1 = self.P(x0, y0, depth), self.P(x1, y1, depth)
+        return [min(p0[0], p1[0]), min(p0[1], p1[1]), max(p0[0], p1[0]), max(p0[1], p1[1])]
+
+
+def _background(n: dict, S: int) -> Image.Image:
+    """The RGB canvas: a jittered background colour, plain, two-tone or banded."""
     bg = tuple(int(v) for v in np.clip(np.add(BACKGROUNDS[n["background"]], n["background_jitter"]), 0, 255))
     canvas = Image.new("RGB", (S, S), bg)
     bgd = ImageDraw.Draw(canvas)
@@ -139,26 +157,13 @@ def render_face(concept: Concept, nuisance: dict, size: int, supersample: int = 
     elif n["pattern"] == 2:  # horizontal bands
         for k in range(0, S, max(S // 8, 1) * 2):
             bgd.rectangle([0, k, S, k + max(S // 8, 1)], fill=scale_rgb(bg, 1.1))
+    return canvas
 
-    layer = Image.new("RGBA", (S, S), (0, 0, 0, 0))
-    d = ImageDraw.Draw(layer)
-    u = 0.2 * S * n["scale"]
-    cx, cy = S / 2 + n["tx"] * S, S * 0.46 + n["ty"] * S
-    yaw = n["yaw"]
 
-    def P(x: float, y: float, depth: float = 1.0) -> tuple[float, float]:
-        """Face-local (units of u, y down) to canvas; features shift with yaw by their depth."""
-        return (cx + (x + yaw * depth) * u, cy + y * u)
-
-    def box(x0: float, y0: float, x1: float, y1: float, depth: float = 1.0) -> list[float]:
-        p0, p1 = P(x0, y0, depth), P(x1, y1, depth)
-        return [min(p0[0], p1[0]), min(p0[1], p1[1]), max(p0[0], p1[0]), max(p0[1], p1[1])]
-
-    skin = scale_rgb(SKIN[a["skin"]], 1 + s["skin_shift"] / 255)
-    hair = scale_rgb(HAIR_COLOUR[a["hair_colour"]], 1 + s["hair_shift"] / 255)
-    shadow = scale_rgb(skin, 0.8)
+def _draw_head(d: ImageDraw.ImageDraw, f: _Frame, a: dict, s: dict, n: dict, skin, hair, shadow) -> None:
+    """Shoulders and neck, long hair behind the head, ears, the face's outline."""
+    P, box, u = f.P, f.box, f.u
     fw, fh = s["face_w"], s["face_h"]
-
     # shoulders and neck
     d.ellipse(box(-2.3, 1.55, 2.3, 3.9, 0.2), fill=tuple(n["shirt"]))
     d.rectangle(box(-0.38, 0.7, 0.38, 1.9, 0.3), fill=shadow)
@@ -183,7 +188,11 @@ def render_face(concept: Concept, nuisance: dict, size: int, supersample: int = 
     else:  # heart: wide forehead, pointed chin
         d.ellipse(box(-1.05 * fw, -1.2 * fh, 1.05 * fw, 0.45 * fh, 0.5), fill=skin)
         d.polygon([P(-0.98 * fw, 0.05, 0.5), P(0.98 * fw, 0.05, 0.5), P(0, 1.1 * fh, 0.5)], fill=skin)
-    # eyes
+
+
+def _draw_eyes_and_nose(d: ImageDraw.ImageDraw, f: _Frame, a: dict, s: dict, hair, shadow) -> None:
+    """Eyes (white, iris, pupil), eyebrows, nose."""
+    P, box, u = f.P, f.box, f.u
     er = s["eye_size"]
     eye_rgb = EYE_COLOUR[a["eye_colour"]]
     for side in (-1, 1):
@@ -196,28 +205,41 @@ def render_face(concept: Concept, nuisance: dict, size: int, supersample: int = 
         by = ey - er - 0.12
         width = {"thin": 0.035, "thick": 0.09, "arched": 0.05}[a["eyebrows"]] * u
         mid_lift = 0.1 if a["eyebrows"] == "arched" else 0.0
-        d.line([P(ex - 1.8 * er, by + 0.02), P(ex, by - mid_lift), P(ex + 1.8 * er, by + 0.02)], fill=brow, width=max(int(width), 1))
+        d.line([P(ex - 1.8 * er, by + 0.02), P(ex, by - mid_lift), P(ex + 1.8 * er, by + 0.02)], fill=brow,
+               width=max(int(width), 1))
     # nose
     nl = s["nose_len"]
     d.polygon([P(0, -0.02, 1.2), P(-0.09, nl + 0.05, 1.2), P(0.09, nl + 0.05, 1.2)], fill=shadow)
-    # mouth: an arc that bends more with the smile
+
+
+def _draw_mouth(d: ImageDraw.ImageDraw, f: _Frame, a: dict, s: dict, n: dict, hair) -> None:
+    """The mouth (an arc that bends more with the smile) and facial hair."""
+    P, u = f.P, f.u
+    fw, fh = s["face_w"], s["face_h"]
     mw, my = s["mouth_w"], s["mouth_y"]
     lips = LIP_COLOUR[a["lip_colour"]]
     bend = 0.04 + 0.14 * n["smile"]
-    d.line([P(-mw / 2, my), P(-mw / 4, my + bend * 0.8), P(mw / 4, my + bend * 0.8), P(mw / 2, my)], fill=lips, width=max(int(0.07 * u), 1), joint="curve")
+    d.line([P(-mw / 2, my), P(-mw / 4, my + bend * 0.8), P(mw / 4, my + bend * 0.8), P(mw / 2, my)], fill=lips,
+           width=max(int(0.07 * u), 1), joint="curve")
     # facial hair
     fhc = hair if a["hair_style"] != "bald" else (60, 50, 45)
     if a["facial_hair"] == "moustache":
-        d.polygon([P(-mw / 2 - 0.05, my - 0.05), P(0, my - 0.2), P(mw / 2 + 0.05, my - 0.05), P(0, my - 0.1)], fill=fhc)
+        d.polygon([P(-mw / 2 - 0.05, my - 0.05), P(0, my - 0.2), P(mw / 2 + 0.05, my - 0.05), P(0, my - 0.1)],
+                  fill=fhc)
     elif a["facial_hair"] == "beard":
         d.polygon(
-            [P(-0.95 * fw, 0.2, 0.5), P(-0.6 * fw, my + 0.05), P(0.6 * fw, my + 0.05), P(0.95 * fw, 0.2, 0.5), P(0.7 * fw, 0.9 * fh, 0.5), P(0, 1.15 * fh, 0.5), P(-0.7 * fw, 0.9 * fh, 0.5)],
+            [P(-0.95 * fw, 0.2, 0.5), P(-0.6 * fw, my + 0.05), P(0.6 * fw, my + 0.05), P(0.95 * fw, 0.2, 0.5),
+             P(0.7 * fw, 0.9 * fh, 0.5), P(0, 1.15 * fh, 0.5), P(-0.7 * fw, 0.9 * fh, 0.5)],
             fill=fhc,
         )
         d.line([P(-mw / 2, my), P(mw / 2, my)], fill=lips, width=max(int(0.06 * u), 1))
     elif a["facial_hair"] == "goatee":
         d.polygon([P(-0.16, my + 0.1), P(0.16, my + 0.1), P(0, my + 0.45)], fill=fhc)
-    # hair on top
+
+
+def _draw_hair_on_top(d: ImageDraw.ImageDraw, f: _Frame, a: dict, s: dict, hair) -> None:
+    P, box = f.P, f.box
+    fw, fh = s["face_w"], s["face_h"]
     style = a["hair_style"]
     if style == "buzz":
         d.chord(box(-1.0 * fw, -1.25 * fh, 1.0 * fw, -0.2, 0.5), 180, 360, fill=scale_rgb(hair, 0.9))
@@ -234,6 +256,11 @@ def render_face(concept: Concept, nuisance: dict, size: int, supersample: int = 
                 d.ellipse(box(x - 0.22, y - 0.22, x + 0.22, y + 0.22, 0.5), fill=hair)
     elif style == "mohawk":
         d.rectangle(box(-0.17, -1.55 * fh, 0.17, -0.55, 0.5), fill=hair)
+
+
+def _draw_eyewear_and_headwear(d: ImageDraw.ImageDraw, f: _Frame, a: dict, s: dict) -> None:
+    P, box, u = f.P, f.box, f.u
+    fw, fh = s["face_w"], s["face_h"]
     # eyewear
     frame = (25, 25, 25)
     fwid = max(int(0.05 * u), 1)
@@ -253,6 +280,27 @@ def render_face(concept: Concept, nuisance: dict, size: int, supersample: int = 
         d.rectangle(box(-0.2, -0.9, 1.55 * fw, -0.72, 0.7), fill=scale_rgb(HEADWEAR_COLOUR[0], 0.75))
     elif a["headwear"] == "blue headband":
         d.rectangle(box(-1.04 * fw, -0.98 * fh, 1.04 * fw, -0.8 * fh, 0.5), fill=HEADWEAR_COLOUR[1])
+
+
+def render_face(concept: Concept, nuisance: dict, size: int, supersample: int = 4) -> Image.Image:
+    """Render ``concept`` under ``nuisance`` to an RGB ``size`` x ``size`` image: the background, then the
+    person drawn back to front on a transparent layer that is rotated by the roll and pasted on it."""
+    a, s, n = concept.attributes, concept.shape, nuisance
+    S = size * supersample
+    canvas = _background(n, S)
+
+    layer = Image.new("RGBA", (S, S), (0, 0, 0, 0))
+    d = ImageDraw.Draw(layer)
+    cx, cy = S / 2 + n["tx"] * S, S * 0.46 + n["ty"] * S
+    f = _Frame(cx=cx, cy=cy, u=0.2 * S * n["scale"], yaw=n["yaw"])
+    skin = scale_rgb(SKIN[a["skin"]], 1 + s["skin_shift"] / 255)
+    hair = scale_rgb(HAIR_COLOUR[a["hair_colour"]], 1 + s["hair_shift"] / 255)
+    shadow = scale_rgb(skin, 0.8)
+    _draw_head(d, f, a, s, n, skin, hair, shadow)
+    _draw_eyes_and_nose(d, f, a, s, hair, shadow)
+    _draw_mouth(d, f, a, s, n, hair)
+    _draw_hair_on_top(d, f, a, s, hair)
+    _draw_eyewear_and_headwear(d, f, a, s)
 
     layer = layer.rotate(n["roll"], resample=Image.Resampling.BILINEAR, center=(cx, cy))
     canvas.paste(layer, (0, 0), layer)

@@ -125,7 +125,8 @@ def render_landmark(concept: Concept, nuisance: dict, size: int, supersample: in
     if shape == "flat":
         outline = [(-0.2, top), (1.2, top)]
     elif shape == "tiered":
-        outline = [(-0.2, top + s["tier"]), (fx - 0.22, top + s["tier"]), (fx - 0.22, top), (fx + 0.22, top), (fx + 0.22, top + s["tier"]), (1.2, top + s["tier"])]
+        outline = [(-0.2, top + s["tier"]), (fx - 0.22, top + s["tier"]), (fx - 0.22, top), (fx + 0.22, top),
+                   (fx + 0.22, top + s["tier"]), (1.2, top + s["tier"])]
     elif shape == "horseshoe":
         outline = [(-0.2, top - 0.08), (fx - 0.3, top - 0.04), (fx, top + 0.05), (fx + 0.3, top - 0.04), (1.2, top - 0.08)]
     elif shape == "pointed":
@@ -166,7 +167,8 @@ def render_landmark(concept: Concept, nuisance: dict, size: int, supersample: in
         elif veg == "palms":
             d.line([P(x, base), P(x + 0.02, base - 0.2)], fill=(110, 80, 40), width=max(S // 64, 1))
             for ang in (-2.6, -2.0, -1.1, -0.5):
-                d.line([P(x + 0.02, base - 0.2), P(x + 0.02 + 0.09 * math.cos(ang), base - 0.2 + 0.06 * math.sin(ang) + 0.05)], fill=(40, 130, 50), width=max(S // 80, 1))
+                d.line([P(x + 0.02, base - 0.2), P(x + 0.02 + 0.09 * math.cos(ang), base - 0.2 + 0.06 * math.sin(ang) + 0.05)],
+                       fill=(40, 130, 50), width=max(S // 80, 1))
         elif veg == "bushes":
             d.ellipse(box(x - 0.06, base - 0.07, x + 0.06, base + 0.01), fill=(60, 120, 50))
 

@@ -9,16 +9,15 @@ concept pool, so the task concepts are new to a base model pre-trained on it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable
 
 import numpy as np
 from PIL import Image
 
 from continual_diffusion.data.sources import ConceptRecord, ImageItem, LoadedImage
-from continual_diffusion.data.synthetic import faces
-from continual_diffusion.data.synthetic import landmarks
+from continual_diffusion.data.synthetic import faces, landmarks
 from continual_diffusion.data.synthetic.common import (
     STREAM_CONCEPT_IMAGES,
     STREAM_CONCEPTS,

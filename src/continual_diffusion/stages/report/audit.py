@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from continual_diffusion.stages.report import method_name
+from continual_diffusion.stages.report.summary import NA, is_missing
 from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.utils.io import atomic_directory, json_text
-from continual_diffusion.stages.report.summary import NA, is_missing
-from continual_diffusion.stages.report import method_name
 
 REPRODUCED, NOT_REPRODUCED = "reproduced", "not reproduced"
 NO_VALUE = "no paper value"
@@ -264,7 +264,8 @@ def markdown(value_rows: list[dict], claim_rows: list[dict], scope: dict) -> str
         paper = (_num(r["paper"]) + "; " if r["paper"] is not None else "") + r["source"]
         lines.append(f"| {r['claim']} | {paper} | {_ours_cell(r)} | {_num(r['delta'])} | {_num(r['tolerance'])} | "
                      f"{r['status']} |")
-    lines += ["", "## Table cells", "", "| cell | paper value and source | ours (mean +- std, seeds) | delta | tolerance | status |",
+    lines += ["", "## Table cells", "",
+              "| cell | paper value and source | ours (mean +- std, seeds) | delta | tolerance | status |",
               "|---|---|---|---|---|---|"]
     for r in value_rows:
         paper = (_num(r["paper"]) if r["paper"] is not None else "(empty)") + "; " + r["source"]

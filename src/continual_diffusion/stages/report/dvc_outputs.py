@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from continual_diffusion.utils.io import atomic_directory, json_text
+from continual_diffusion.stages.report.figures import adapter_history, adapter_methods
 from continual_diffusion.stages.report.summary import summary_keys as metric_keys
-from continual_diffusion.stages.report.figures import adapter_history
+from continual_diffusion.utils.io import atomic_directory, json_text
 
 
 def _round(x: float) -> float | None:
@@ -64,14 +64,15 @@ def plasticity_csv(runs: Path, summary: dict, seeds: list[int], n_tasks: dict) -
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["benchmark", "method", "metric", "seed", "task", "value"])
+    penalised = adapter_methods()
     for b, methods in summary.items():
-        for m in (m for m in ("clora", "lora_sequential") if m in methods):
+        for m in (m for m in penalised if m in methods):
             for s in seeds:
                 h = adapter_history(runs, b, m, s, n_tasks[b])
                 for t in range(n_tasks[b]):
                     for name, values in (("delta_norm_mean", h["norm_mean"]), ("delta_norm_max", h["norm_max"]),
                                          ("penalty_raw_mean", h["penalty_mean"])):
-                        if name == "penalty_raw_mean" and m != "clora":
+                        if name == "penalty_raw_mean" and not penalised[m]:
                             continue
                         writer.writerow([b, m, name, s, t + 1, repr(round(values[t], 8))])
     return buf.getvalue()

@@ -20,14 +20,22 @@ from pathlib import Path
 
 import numpy as np
 
-from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.metrics.continual import concept_curve
-from continual_diffusion.utils.io import atomic_directory
+from continual_diffusion.stages.report import method_name
 from continual_diffusion.stages.report.summary import NA, missing_text
 from continual_diffusion.stages.report.summary import summary_keys as metric_keys
-from continual_diffusion.stages.report import method_name
+from continual_diffusion.utils.errors import PipelineError
+from continual_diffusion.utils.io import atomic_directory
 
 SAVE = {"dpi": 100, "metadata": {"Software": None}}  # no version string: reruns are byte-identical
+
+
+def adapter_methods() -> dict[str, bool]:
+    """Methods whose tasks log adapter norms (the LoRA-type plots), sorted, -> whether they log a penalty too:
+    the class facts ``adapter_history`` / ``penalised`` of ``methods.METHODS`` (imported only here: torch)."""
+    from continual_diffusion.methods import METHODS
+
+    return {m: METHODS[m].penalised for m in sorted(METHODS) if METHODS[m].adapter_history}
 
 
 def _pyplot():
@@ -149,20 +157,21 @@ def clora_plasticity(histories: dict, summary: dict, key: str, path: Path) -> No
     plt = _pyplot()
     benchmarks = sorted({b for b, _, _ in histories})
     fig, axes = plt.subplots(len(benchmarks), 3, figsize=(11, 2.8 * len(benchmarks)), squeeze=False)
-    styles = {"clora": ("tab:blue", "-"), "lora_sequential": ("tab:orange", "--")}
+    penalised = adapter_methods()
+    styles = {True: ("tab:blue", "-"), False: ("tab:orange", "--")}  # C-LoRA, LoRA (sequential)
     for row, b in enumerate(benchmarks):
         ax_norm, ax_pen, ax_diag = axes[row]
         for (hb, m, s), h in sorted(histories.items()):
             if hb != b:
                 continue
-            color, ls = styles.get(m, ("tab:gray", ":"))
+            color, ls = styles.get(penalised.get(m), ("tab:gray", ":"))
             tasks = np.arange(1, len(h["norm_mean"]) + 1)
             label = f"{method_name(m)} seed {s}"
             ax_norm.plot(tasks, h["norm_mean"], marker="o", ms=3, color=color, ls=ls, label=label)
             ax_norm.fill_between(tasks, h["norm_mean"], h["norm_max"], color=color, alpha=0.12)
             r = np.asarray(summary[b][m][key]["R_per_seed"][summary[b][m]["seeds"].index(s)], dtype=float)
             ax_diag.plot(tasks, np.diag(r), marker="o", ms=3, color=color, ls=ls, label=label)
-            if m == "clora":
+            if penalised.get(m):
                 steps = np.concatenate(h["penalty"])
                 x = np.arange(1, steps.size + 1) / max(1, len(h["penalty"][0]))
                 ax_pen.plot(x + 1, np.where(steps > 0, steps, np.nan), lw=0.6, color=color, label=label)
@@ -191,8 +200,9 @@ def write_figures(summary: dict, out: Path, runs: Path | None = None, seeds: lis
             concept_curves(summary, metric, tmp / f"concept_curves_{metric}.png")
             for b in summary:
                 heatmaps(summary, b, metric, tmp / f"heatmap_{b}_{metric}.png")
-        lora_methods = [m for m in ("clora", "lora_sequential") if all(m in summary[b] for b in summary)]
-        if runs is not None and "clora" in lora_methods:
+        penalised = adapter_methods()
+        lora_methods = [m for m in penalised if all(m in summary[b] for b in summary)]
+        if runs is not None and any(penalised[m] for m in lora_methods):
             if key not in metric_keys(summary):
                 key = metric_keys(summary)[0]
             histories = {(b, m, s): adapter_history(runs, b, m, s, n_tasks[b])

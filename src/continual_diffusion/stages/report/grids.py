@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file
 
+from continual_diffusion.data.task_images import concept_images
+from continual_diffusion.utils import layout
 from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.utils.io import atomic_directory
-from continual_diffusion.data.task_images import concept_images
 
 SAMPLES = "samples.safetensors"  # written by evaluate.py after the last task
 PDF_METADATA = {"Creator": None, "Producer": None, "CreationDate": None}
@@ -39,7 +40,7 @@ def check_tasks(tasks: list[int], n_tasks: int, benchmark: str) -> None:
 
 
 def final_samples(results_root: Path, benchmark: str, method: str, seed: int, n_tasks: int) -> dict[int, np.ndarray]:
-    path = Path(results_root) / benchmark / method / f"seed_{seed}" / f"task_{n_tasks:02d}" / SAMPLES
+    path = layout.task_dir(layout.chain_dir(results_root, benchmark, method, seed), n_tasks) / SAMPLES
     if not path.exists():
         raise PipelineError(f"{path}: samples of the last task missing (run the evaluate stage)")
     return {int(k.removeprefix("concept_")): v for k, v in load_file(str(path)).items()}

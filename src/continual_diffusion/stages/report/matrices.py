@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.metrics.missing import missing_key
+from continual_diffusion.utils import layout
+from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.utils.io import atomic_directory, json_text
 
 NON_MATRIX_KEYS = ("predicted",)
@@ -33,7 +34,7 @@ NO_REASON = "recorded without a value and without a reason"
 
 
 def scores_path(chain_results: Path, task: int) -> Path:
-    return Path(chain_results) / f"task_{task:02d}" / "scores.json"
+    return layout.task_dir(chain_results, task) / "scores.json"
 
 
 def read_scores(chain_results: Path, task: int) -> dict:
@@ -50,7 +51,8 @@ def metric_keys(chain_results: Path, tasks: int) -> dict:
         return data["metrics"]
     # results written before the metric suite: identity accuracy only
     return {"accuracy": {"formula": "open-set identity accuracy", "higher_is_better": True, "features": "identity classifier"},
-            "accuracy_closed": {"formula": "closed-set identity accuracy", "higher_is_better": True, "features": "identity classifier"}}
+            "accuracy_closed": {"formula": "closed-set identity accuracy", "higher_is_better": True,
+                                "features": "identity classifier"}}
 
 
 def metric_matrix(chain_results: Path, tasks: int, key: str = "accuracy") -> np.ndarray:
@@ -97,8 +99,8 @@ def write_matrices(results_root: Path, benchmarks: list[str], methods: list[str]
         for b in benchmarks:
             for m in methods:
                 for s in seeds:
-                    chain = Path(results_root) / b / m / f"seed_{s}"
-                    folder = tmp / b / m / f"seed_{s}"
+                    chain = layout.chain_dir(results_root, b, m, s)
+                    folder = layout.chain_dir(tmp, b, m, s)
                     folder.mkdir(parents=True)
                     for key, meta in metric_keys(chain, n_tasks[b]).items():
                         r, undefined = read_metric(chain, n_tasks[b], key)
@@ -108,5 +110,5 @@ def write_matrices(results_root: Path, benchmarks: list[str], methods: list[str]
                         if undefined:
                             data["undefined"] = undefined_list(undefined)
                         (folder / f"{key}.json").write_text(json_text(data))
-                        written.append(Path(out) / b / m / f"seed_{s}" / f"{key}.csv")
+                        written.append(layout.chain_dir(out, b, m, s) / f"{key}.csv")
     return written

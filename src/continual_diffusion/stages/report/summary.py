@@ -27,10 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
+from continual_diffusion.metrics.continual import chain_metrics, concept_curve
+from continual_diffusion.stages.report.matrices import metric_keys, read_metric, scores_path
+from continual_diffusion.utils import layout
 from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.utils.io import atomic_directory, json_text
-from continual_diffusion.stages.report.matrices import metric_keys, read_metric, scores_path
-from continual_diffusion.metrics.continual import chain_metrics, concept_curve
 
 SUMMARY_KEYS = ("plasticity", "plasticity_min", "final", "forgetting", "early_just_learned", "early_final")
 SKIPPED_KEYS = ("other_rate",)  # a diagnostic of accuracy, not a quality metric of its own
@@ -51,7 +52,7 @@ def summarize(results_root: Path, benchmarks: list[str], methods: list[str], see
     for b in benchmarks:
         summary[b] = {}
         for m in methods:
-            chains = [Path(results_root) / b / m / f"seed_{s}" for s in seeds]
+            chains = [layout.chain_dir(results_root, b, m, s) for s in seeds]
             keys = metric_keys(chains[0], n_tasks[b])
             summary[b][m] = {"seeds": list(seeds)}
             for key, meta in keys.items():
@@ -153,7 +154,8 @@ def markdown(summary: dict) -> str:
         meta = next(e[key]["meta"] for ms in summary.values() for e in ms.values() if key in e)
         arrow = "higher is better" if meta["higher_is_better"] else "lower is better"
         lines += [f"## {key} ({arrow})", "", f"R[t, i] = {meta['formula']}; features: {meta['features']}.", "",
-                  "| benchmark | method | plasticity P | worst R[t,t] | final A | forgetting F | concepts 1-5 just learned | concepts 1-5 after last task |",
+                  "| benchmark | method | plasticity P | worst R[t,t] | final A | forgetting F "
+                  "| concepts 1-5 just learned | concepts 1-5 after last task |",
                   "|---|---|---|---|---|---|---|---|"]
         for b, methods in summary.items():
             for m, entry in methods.items():

@@ -18,9 +18,9 @@ import csv
 import io
 from pathlib import Path
 
-from continual_diffusion.utils.io import atomic_directory
-from continual_diffusion.stages.report.summary import NA
 from continual_diffusion.stages.report import method_name
+from continual_diffusion.stages.report.summary import NA
+from continual_diffusion.utils.io import atomic_directory
 
 SKIPPED = ("p_true",)  # a diagnostic (mean probability of the true class), kept in the summary only
 
