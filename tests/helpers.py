@@ -74,6 +74,23 @@ def build_gldv2(root: Path, landmarks: dict[str, tuple[str, int]]) -> dict[str, 
     return ids
 
 
+def edit_params(path: Path, edit) -> None:
+    """Load ``path`` (a params.yaml), let ``edit`` change the mapping in place, write it back. A round trip
+    through ruamel.yaml (DVC's YAML library): comments, flow style and the scalars' spelling (``1e-4``) stay
+    as they are, so Snakemake and DVC read every untouched value exactly as before."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML()  # round-trip mode
+    yaml.preserve_quotes = True
+    yaml.width = 4096  # keep long flow-style lines on one line
+    yaml.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
+    with open(path) as handle:
+        data = yaml.load(handle)
+    edit(data)
+    with open(path, "w") as handle:
+        yaml.dump(data, handle)
+
+
 def workflow_copy(dest: Path, profile: str = "smoke") -> Path:
     """A runnable copy of the workflow (git + DVC repository) with ``profile`` active."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -84,8 +101,7 @@ def workflow_copy(dest: Path, profile: str = "smoke") -> Path:
             shutil.copytree(src, dest / name, ignore=ignore)
         else:
             shutil.copy2(src, dest / name)
-    params = dest / "params.yaml"
-    params.write_text(params.read_text().replace("\nprofile: tiny\n", f"\nprofile: {profile}\n", 1))
+    edit_params(dest / "params.yaml", lambda p: p.update(profile=profile))
     env = env_with_venv()
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True, env=env)
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=dest, check=True, env=env)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.helpers import run, tree_bytes, workflow_copy
+from tests.helpers import edit_params, run, tree_bytes, workflow_copy
 
 pytestmark = pytest.mark.slow
 BENCHMARKS = ["faces", "landmarks"]
@@ -176,11 +176,7 @@ def test_both_orchestrators_produce_identical_bytes(via_snakemake, via_dvc, fold
 def test_a_parameter_change_is_seen_by_both(tmp_path):
     workdir = workflow_copy(tmp_path / "wf")
     run(["snakemake", "--cores", "2", "prepare_data"], workdir)
-    params = workdir / "params.yaml"
-    params.write_text(params.read_text().replace(
-        "faces: {n_tasks: 2, min_images: 6, max_images: 6, resolution: 32}",
-        "faces: {n_tasks: 1, min_images: 6, max_images: 6, resolution: 32}",
-    ))
+    edit_params(workdir / "params.yaml", lambda p: p["profiles"]["smoke"]["data"]["faces"].update(n_tasks=1))
     assert "changed" in run(["dvc", "status"], workdir).stdout
     run([sys.executable, "-m", "continual_diffusion", "dvc-record"], workdir)  # stale: must not be recorded
     assert "changed" in run(["dvc", "status"], workdir).stdout

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.helpers import run, workflow_copy
+from tests.helpers import edit_params, run, workflow_copy
 
 pytestmark = pytest.mark.slow
 BASELINES = ["textual_inversion", "dreambooth", "custom_diffusion_seq", "custom_diffusion_merge",
@@ -14,13 +14,11 @@ BASELINES = ["textual_inversion", "dreambooth", "custom_diffusion_seq", "custom_
 
 def test_every_baseline_runs_its_chain_and_dvc_has_nothing_left(tmp_path):
     workdir = workflow_copy(tmp_path / "wf")
-    params = workdir / "params.yaml"
-    text = params.read_text()
-    text = text.replace("benchmarks: [faces, landmarks]", "benchmarks: [landmarks]", 1)
-    smoke_methods = "train: {methods: [clora, lora_sequential], "
-    assert text.count(smoke_methods) == 1  # the smoke profile's method list
-    text = text.replace(smoke_methods, f"train: {{methods: [{', '.join(BASELINES)}], ", 1)
-    params.write_text(text)
+    def only_landmarks_and_the_baselines(params):
+        params["benchmarks"] = ["landmarks"]
+        params["profiles"]["smoke"]["train"]["methods"] = list(BASELINES)  # the smoke profile runs clora, lora_sequential
+
+    edit_params(workdir / "params.yaml", only_landmarks_and_the_baselines)
     run(["snakemake", "--cores", "2"], workdir, timeout=900)
     for method in BASELINES:
         chain = workdir / "runs" / "smoke" / "landmarks" / method / "seed_0"
