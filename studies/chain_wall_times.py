@@ -16,6 +16,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from continual_diffusion.utils.layout import CHAIN_GLOB, TASK_GLOB
+
 
 def seconds(tsv: Path) -> float:
     with open(tsv) as handle:
@@ -31,7 +33,7 @@ def main() -> None:
     root = args.root / args.profile / "timings"
     chains: dict[tuple, dict] = defaultdict(lambda: {"train_s": 0.0, "evaluate_s": 0.0, "tasks": 0})
     for kind in ("train", "evaluate"):
-        for tsv in sorted((root / kind).glob("*/*/seed_*/task_*.tsv")):
+        for tsv in sorted((root / kind).glob(f"{CHAIN_GLOB}/{TASK_GLOB}.tsv")):
             benchmark, method, seed = tsv.parts[-4], tsv.parts[-3], tsv.parts[-2]
             chains[(benchmark, method, seed)][f"{kind}_s"] += seconds(tsv)
             if kind == "train":

@@ -31,6 +31,7 @@ from continual_diffusion.models.pretrain import PhaseConfig, encode_pool, train_
 from continual_diffusion.models.tiny import build_components  # noqa: E402
 from continual_diffusion.stages.base_model import load_pools  # noqa: E402
 from continual_diffusion.utils import config  # noqa: E402
+from continual_diffusion.utils.layout import profile_root  # noqa: E402
 
 TIMESTEPS = [50, 200, 400, 600, 800, 950]
 
@@ -81,7 +82,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     cfg = config.load()
     base = load_base(args.base)
-    images, captions = load_pools(Path("data") / cfg["profile"], ["faces", "landmarks"])
+    images, captions = load_pools(profile_root("data", cfg["profile"]), ["faces", "landmarks"])
     latents = encode_pool(base.vae, images)
     rows = [{"variant": f"existing base {args.base}", "steps": None,
              "val": held_out_loss(base.unet, base.text_encoder, base.tokenizer, base.scheduler, latents, captions)}]

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from continual_diffusion.models.pretrain import PhaseConfig, encode_pool, latent_scale, to_unit_range, train_denoiser, train_vae  # noqa: E402
 from continual_diffusion.models.tiny import build_components  # noqa: E402
 from continual_diffusion.models.tokenizer import train_clip_bpe  # noqa: E402
+from continual_diffusion.utils.layout import profile_root  # noqa: E402
 
 SPEC = dict(
     resolution=64, vae_channels=[32, 64, 64], latent_channels=4, unet_channels=[64, 128], unet_attention=[True, True],
@@ -65,7 +66,7 @@ def main() -> None:
     SPEC.update(json.loads(args.spec))
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    root = Path("data") / args.profile
+    root = profile_root("data", args.profile)
     pools = [load_pool(root / "pool" / b) for b in ("faces", "landmarks")]
     images = torch.cat([im for im, _ in pools])
     captions = [c for _, caps in pools for c in caps]

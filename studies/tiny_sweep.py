@@ -26,6 +26,7 @@ from continual_diffusion.stages.evaluate import evaluate_task  # noqa: E402
 from continual_diffusion.stages.report.matrices import metric_matrix  # noqa: E402
 from continual_diffusion.stages.train import run_task  # noqa: E402
 from continual_diffusion.utils import config, layout  # noqa: E402
+from continual_diffusion.utils.layout import profile_root  # noqa: E402
 
 
 def main() -> None:
@@ -44,7 +45,7 @@ def main() -> None:
         name, _, text = variant.partition(":")
         overrides = [o for o in text.split(",") if o]
         cfg = config.load(overrides=[f"profile={args.profile}", *overrides])
-        data = Path("data") / args.profile
+        data = profile_root("data", args.profile)
         base = layout.base_dir(args.profile)
         evaluator = layout.evaluator_dir(args.profile, args.benchmark)
         for method in args.methods.split(","):
