@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from continual_diffusion.orchestration.record import cpu_generation, platform_info  # noqa: E402
+from continual_diffusion.utils import layout  # noqa: E402
 from continual_diffusion.utils.config import load as load_config  # noqa: E402
 
 STAGE_OF_FOLDER = {"prepare_data": "prepare_data", "base_model": "base_model", "evaluator": "evaluator",
@@ -314,9 +315,9 @@ def main() -> None:
     os.chdir(REPO)
     if not args.keep:
         trash = Path(f"/tmp/default_run_trash_{int(time.time())}")
-        for folder in (f"data/{args.profile}", f"models/{args.profile}", f"runs/{args.profile}",
-                       f"results/{args.profile}", f"reports/{args.profile}", f"checkpoints/{args.profile}",
-                       f"logs/{args.profile}", "reports/report.html"):
+        folders = [str(layout.profile_root(top, args.profile))
+                   for top in ("data", "models", "runs", "results", "reports", "checkpoints", "logs")]
+        for folder in (*folders, "reports/report.html"):
             if Path(folder).exists():
                 (trash / folder).parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(folder, trash / folder)
@@ -331,7 +332,7 @@ def main() -> None:
     orchestration = sampler.stop()
     marks = read_marks(Path("logs/make-run.times"))
     stages = {}
-    times = job_times(Path(f"logs/{args.profile}/timings"))
+    times = job_times(layout.logs_dir(args.profile, "timings"))
     for name, jobs in sorted(times.items(),
                              key=lambda kv: list(STAGE_OF_FOLDER).index(kv[0]) if kv[0] in STAGE_OF_FOLDER else 99):
         seconds = sorted(s for _, s in jobs)

@@ -82,7 +82,7 @@ BENCHMARK = arg("--benchmark", required=True, help="faces | landmarks")
 OUT = arg("--out", type=Path, required=True, help="output folder (written atomically)")
 CHAIN = (
     BENCHMARK,
-    arg("--method", required=True, help="a method of train.methods (e.g. clora, lora_sequential)"),
+    arg("--method", required=True, help="a method of train.methods (e.g. clora)"),
     arg("--seed", type=int, required=True, help="chain seed (one of seeds)"),
     arg("--task", type=int, required=True, help="task number, 1-based"),
     arg("--base", type=Path, required=True, help="base model folder (base_model stage)"),
@@ -172,11 +172,12 @@ COMMANDS: tuple[Command, ...] = (
                 arg("--evaluator", type=Path, required=True, help="evaluator folder (evaluator stage)"),
                 OUT,
             ), check="stages.train:check_chain", gpu=True, numerics=True),
-    Command("export", "export a LoRA-type chain (clora, lora_sequential) for stock diffusers: "
+    Command("export", "export a LoRA-type chain (a method with exports_diffusers, e.g. clora) for stock diffusers: "
                       "one LoRA of the summed task adapters + textual-inversion tokens",
             _export, (
                 BENCHMARK,
-                arg("--method", required=True, help="a LoRA-type method: clora | lora_sequential"),
+                arg("--method", required=True,
+                    help="a method of train.methods whose class sets exports_diffusers (clora, lora_sequential)"),
                 arg("--seed", type=int, required=True, help="chain seed (one of seeds)"),
                 arg("--task", type=int, help="export the chain after this task (default: the benchmark's last)"),
                 arg("--base", type=Path, required=True, help="base model folder (base_model stage)"),

@@ -39,3 +39,20 @@ def test_globs_find_the_chains(tmp_path):
     chains = sorted(p.relative_to(tmp_path) for p in tmp_path.glob(layout.CHAIN_GLOB))
     assert chains == [Path("faces/clora/seed_0"), Path("faces/dreambooth/seed_1")]
     assert [p.name for p in (tmp_path / chains[0]).glob(layout.TASK_GLOB)] == ["task_01"]
+
+
+def test_logs_and_rebuilt_base_folders():
+    assert layout.logs_dir("tiny") == Path("logs/tiny")
+    assert layout.logs_dir("tiny", "timings", "train") == Path("logs/tiny/timings/train")
+    assert layout.rebuilt_base_dir("tiny") == Path("models/tiny/rebuilt_base")
+
+
+def test_no_path_formula_outside_the_layout_module():
+    """Every ``seed_<s>`` / ``task_XX`` folder name and profile root comes from utils/layout.py."""
+    root = Path(__file__).resolve().parents[2]
+    formulas = ('f"seed_{', 'f"task_{', 'Path("data") /', 'Path("runs") /', 'Path("results") /',
+                'Path("models") /', 'f"logs/{PROFILE}', 'f"models/{PROFILE}')
+    files = [*(root / "src").rglob("*.py"), *(root / "workflow").rglob("*.smk"), root / "Snakefile"]
+    offenders = [f"{path.relative_to(root)}: {formula}" for path in files if path.name != "layout.py"
+                 for formula in formulas if formula in path.read_text()]
+    assert offenders == []

@@ -51,6 +51,7 @@ POOL = str(cd_layout.pool_dir(DATA, "{benchmark}"))
 BASE = str(cd_layout.base_dir(PROFILE))
 EVALUATOR = str(cd_layout.evaluator_dir(PROFILE, "{benchmark}"))
 REPORTS = str(cd_layout.reports_dir(PROFILE))
+LOGS = str(cd_layout.logs_dir(PROFILE))  # job logs: LOGS/<stage>/...; timings: LOGS/timings/<stage>/...
 
 # --config overrides for the jobs, shell-quoted (braces doubled: Snakemake formats the prefix).
 _OVERRIDES_ENV = shlex.quote(json.dumps(OVERRIDES, sort_keys=True)).replace("{", "{{").replace("}", "}}")
@@ -232,9 +233,9 @@ def start_warm_worker():
     socket_path = cd_warm.socket_path_for(os.getpid())
     env_lines = shell("env -0", read=True, threads=CFG["torch_threads"]).split("\0")
     env = dict(line.split("=", 1) for line in env_lines if "=" in line)
-    proc = cd_warm.start_server(socket_path, env, Path(f"logs/{PROFILE}/warm.log"), os.getpid())
+    proc = cd_warm.start_server(socket_path, env, cd_layout.logs_dir(PROFILE, "warm.log"), os.getpid())
     if proc is None:
-        print(f"cdiff: warm worker did not start (logs/{PROFILE}/warm.log): jobs import torch themselves",
+        print(f"cdiff: warm worker did not start ({LOGS}/warm.log): jobs import torch themselves",
               file=sys.stderr)
         return
     _WARM.update(proc=proc, socket=socket_path, previous=os.environ.get("CDIFF_WARM"))

@@ -11,9 +11,9 @@ rule sample_tasks:
         bench=lambda w: bench_params(w.benchmark),
         config=CONFIG_ARGS,
     benchmark:
-        f"logs/{PROFILE}/timings/prepare_data/tasks_{{benchmark}}.tsv",
+        f"{LOGS}/timings/prepare_data/tasks_{{benchmark}}.tsv",
     log:
-        f"logs/{PROFILE}/prepare_data/tasks_{{benchmark}}.log",
+        f"{LOGS}/prepare_data/tasks_{{benchmark}}.log",
     wildcard_constraints:
         benchmark="|".join(BENCHMARKS),
     conda:
@@ -31,9 +31,9 @@ rule generic_pool:
         bench=lambda w: bench_params(w.benchmark),
         config=CONFIG_ARGS,
     benchmark:
-        f"logs/{PROFILE}/timings/prepare_data/pool_{{benchmark}}.tsv",
+        f"{LOGS}/timings/prepare_data/pool_{{benchmark}}.tsv",
     log:
-        f"logs/{PROFILE}/prepare_data/pool_{{benchmark}}.log",
+        f"{LOGS}/prepare_data/pool_{{benchmark}}.log",
     wildcard_constraints:
         benchmark="|".join(b for b in BENCHMARKS if is_synthetic(b)) or "^$",
     conda:

@@ -21,9 +21,9 @@ rule evaluate_task:
         task=r"\d\d",
     threads: CFG["torch_threads"]
     benchmark:
-        f"logs/{PROFILE}/timings/evaluate/{TASK_OF}.tsv"
+        f"{LOGS}/timings/evaluate/{TASK_OF}.tsv"
     log:
-        f"logs/{PROFILE}/evaluate/{TASK_OF}.log",
+        f"{LOGS}/evaluate/{TASK_OF}.log",
     conda:
         ENV
     shell:

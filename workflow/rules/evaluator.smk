@@ -18,9 +18,9 @@ rule identity_evaluator:
     wildcard_constraints:
         benchmark="|".join(BENCHMARKS),
     benchmark:
-        f"logs/{PROFILE}/timings/evaluator/{{benchmark}}.tsv"
+        f"{LOGS}/timings/evaluator/{{benchmark}}.tsv"
     log:
-        f"logs/{PROFILE}/evaluator/{{benchmark}}.log",
+        f"{LOGS}/evaluator/{{benchmark}}.log",
     conda:
         ENV
     shell:

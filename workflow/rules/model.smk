@@ -12,9 +12,9 @@ rule base_model:
         config=CONFIG_ARGS,
     threads: CFG["model"]["pretrain"]["threads"]
     benchmark:
-        f"logs/{PROFILE}/timings/base_model.tsv"
+        f"{LOGS}/timings/base_model.tsv"
     log:
-        f"logs/{PROFILE}/base_model.log",
+        f"{LOGS}/base_model.log",
     conda:
         ENV
     shell:
@@ -31,13 +31,13 @@ rule rebuild_embedded_base:
         code=code("base_model"),
         pools=expand(POOL, benchmark=[b for b in BENCHMARKS if is_synthetic(b)]),
     output:
-        directory(f"models/{PROFILE}/rebuilt_base"),
+        directory(str(cd_layout.rebuilt_base_dir(PROFILE))),
     params:
         config=CONFIG_ARGS,
         embedded=CFG["model"]["embedded"],
     threads: CFG["model"]["pretrain"]["threads"]
     log:
-        f"logs/{PROFILE}/rebuild_embedded_base.log",
+        f"{LOGS}/rebuild_embedded_base.log",
     conda:
         ENV
     shell:

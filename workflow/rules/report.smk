@@ -16,9 +16,9 @@ rule metric_matrices:
         config=CONFIG_ARGS,
         results=lambda w, input: str(Path(input.results[0]).parents[3]),  # results/<profile>
     benchmark:
-        f"logs/{PROFILE}/timings/report/metric_matrices.tsv",
+        f"{LOGS}/timings/report/metric_matrices.tsv",
     log:
-        f"logs/{PROFILE}/report/metric_matrices.log",
+        f"{LOGS}/report/metric_matrices.log",
     conda:
         ENV
     shell:
@@ -36,9 +36,9 @@ rule continual_summary:
         config=CONFIG_ARGS,
         results=lambda w, input: str(Path(input.results[0]).parents[3]),  # results/<profile>
     benchmark:
-        f"logs/{PROFILE}/timings/report/continual_summary.tsv",
+        f"{LOGS}/timings/report/continual_summary.tsv",
     log:
-        f"logs/{PROFILE}/report/continual_summary.log",
+        f"{LOGS}/report/continual_summary.log",
     conda:
         ENV
     shell:
@@ -59,9 +59,9 @@ rule sample_grids:
         config=CONFIG_ARGS,
         results=lambda w, input: str(Path(input.results[0]).parents[3]),  # results/<profile>
     benchmark:
-        f"logs/{PROFILE}/timings/report/sample_grids.tsv",
+        f"{LOGS}/timings/report/sample_grids.tsv",
     log:
-        f"logs/{PROFILE}/report/sample_grids.log",
+        f"{LOGS}/report/sample_grids.log",
     conda:
         ENV
     shell:
@@ -79,9 +79,9 @@ rule parameter_costs:
         paper=json.dumps(CFG["profiles"].get("paper_faces", {}).get("methods", {}), sort_keys=True),
         config=CONFIG_ARGS,
     benchmark:
-        f"logs/{PROFILE}/timings/report/parameter_costs.tsv",
+        f"{LOGS}/timings/report/parameter_costs.tsv",
     log:
-        f"logs/{PROFILE}/report/parameter_costs.log",
+        f"{LOGS}/report/parameter_costs.log",
     conda:
         ENV
     shell:
@@ -100,9 +100,9 @@ rule tables:
         report=report_params(),
         config=CONFIG_ARGS,
     benchmark:
-        f"logs/{PROFILE}/timings/report/tables.tsv",
+        f"{LOGS}/timings/report/tables.tsv",
     log:
-        f"logs/{PROFILE}/report/tables.log",
+        f"{LOGS}/report/tables.log",
     conda:
         ENV
     shell:
@@ -123,9 +123,9 @@ rule figures:
         config=CONFIG_ARGS,
         runs=lambda w, input: str(Path(input.runs[0]).parents[3]),  # runs/<profile>
     benchmark:
-        f"logs/{PROFILE}/timings/report/figures.tsv",
+        f"{LOGS}/timings/report/figures.tsv",
     log:
-        f"logs/{PROFILE}/report/figures.log",
+        f"{LOGS}/report/figures.log",
     conda:
         ENV
     shell:
@@ -146,9 +146,9 @@ rule audit:
         report=report_params(),
         config=CONFIG_ARGS,
     benchmark:
-        f"logs/{PROFILE}/timings/report/audit.tsv",
+        f"{LOGS}/timings/report/audit.tsv",
     log:
-        f"logs/{PROFILE}/report/audit.log",
+        f"{LOGS}/report/audit.log",
     conda:
         ENV
     shell:
@@ -171,9 +171,9 @@ rule dvc_outputs:
         config=CONFIG_ARGS,
         runs=lambda w, input: str(Path(input.runs[0]).parents[3]),  # runs/<profile>
     benchmark:
-        f"logs/{PROFILE}/timings/report/dvc_outputs.tsv",
+        f"{LOGS}/timings/report/dvc_outputs.tsv",
     log:
-        f"logs/{PROFILE}/report/dvc_outputs.log",
+        f"{LOGS}/report/dvc_outputs.log",
     conda:
         ENV
     shell:
@@ -196,9 +196,9 @@ rule export_diffusers:
         config=CONFIG_ARGS,
         runs=lambda w, input: str(Path(input.runs[0]).parent),  # the chain's folder
     benchmark:
-        f"logs/{PROFILE}/timings/report/export_{{benchmark}}_{{method}}_seed_{{seed}}.tsv",
+        f"{LOGS}/timings/report/export_{{benchmark}}_{{method}}_seed_{{seed}}.tsv",
     log:
-        f"logs/{PROFILE}/report/export_{{benchmark}}_{{method}}_seed_{{seed}}.log",
+        f"{LOGS}/report/export_{{benchmark}}_{{method}}_seed_{{seed}}.log",
     conda:
         ENV
     shell:

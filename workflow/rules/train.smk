@@ -25,9 +25,9 @@ rule train_task:
         task=r"\d\d",
     threads: CFG["torch_threads"]
     benchmark:
-        f"logs/{PROFILE}/timings/train/{TASK_OF}.tsv"
+        f"{LOGS}/timings/train/{TASK_OF}.tsv"
     log:
-        f"logs/{PROFILE}/train/{TASK_OF}.log",
+        f"{LOGS}/train/{TASK_OF}.log",
     conda:
         ENV
     shell:

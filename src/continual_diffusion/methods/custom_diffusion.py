@@ -43,6 +43,7 @@ from continual_diffusion.methods.generated import GeneratedSet
 from continual_diffusion.models import kv_merge
 from continual_diffusion.models.sd_v1_architecture import kv_shapes, parameter_costs
 from continual_diffusion.models.tokens import concept_token, prompt_for
+from continual_diffusion.utils import layout
 from continual_diffusion.utils.errors import PipelineError
 
 
@@ -153,7 +154,7 @@ def real_concept_set(model, env, concepts: list[int]) -> GeneratedSet:
         raise PipelineError("custom_diffusion_offline mode joint needs the data folder of the chain")
     latents, prompts, groups = [], [], []
     for concept in concepts:
-        z = encode_latents(model.vae, load_task_images(env.data_root / "tasks" / env.benchmark / f"task_{concept:02d}"))
+        z = encode_latents(model.vae, load_task_images(layout.concept_task_dir(env.data_root, env.benchmark, concept)))
         latents.append(z)
         prompts += [prompt_for(concept_token(concept))] * z.shape[0]
         groups += [concept] * z.shape[0]
@@ -235,7 +236,7 @@ def regularization_prompts(params: dict, env) -> list[str]:
     source = params["regularization_prompts"]
     count = int(params["regularization_count"])
     if source == "pool":
-        path = env.data_root / "pool" / env.benchmark / "captions.json" if env.data_root else None
+        path = layout.pool_dir(env.data_root, env.benchmark) / "captions.json" if env.data_root else None
         if path is None or not path.exists():
             raise PipelineError(f"{path}: no generic captions for methods.custom_diffusion_merge."
                                 "regularization_prompts=pool (give a list of prompts for real data)")

@@ -173,13 +173,13 @@ def build_base(cfg: dict, data_root: Path, out: Path) -> dict:
 def run_base_model(cfg: dict, out: Path) -> dict:
     """``cdiff base-model``: the base model folder from the profile's data (pre-trains when model.base is
     pretrain)."""
-    return build_base(cfg, Path("data") / cfg["profile"], out)
+    return build_base(cfg, layout.profile_root("data", cfg["profile"]), out)
 
 
 def run_pretrain_base(cfg: dict, data: Path | None, compare: Path | None, out: Path) -> dict:
     """``cdiff pretrain-base``: pre-train the miniature on the pools under ``data`` (default data/<profile>);
     with ``compare``, fail unless the result is bit-identical to that base folder."""
-    report = pretrain_base(cfg, data or Path("data") / cfg["profile"], out)
+    report = pretrain_base(cfg, data or layout.profile_root("data", cfg["profile"]), out)
     log.info("pre-trained base written to %s (U-Net loss %.4f -> %.4f)", out,
              report["unet_loss_first50"], report["unet_loss_last50"])
     if compare:

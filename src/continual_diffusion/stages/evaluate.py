@@ -35,6 +35,7 @@ from continual_diffusion.data.task_images import concept_images
 from continual_diffusion.methods import MethodEnv, make_method
 from continual_diffusion.metrics.suite import MetricSuite
 from continual_diffusion.stages.report.grids import SAMPLES
+from continual_diffusion.utils import layout
 from continual_diffusion.utils.config import method_params
 from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.utils.io import atomic_directory, json_text
@@ -104,4 +105,5 @@ def evaluate_task(cfg: dict, benchmark: str, method_name: str, seed: int, task: 
 def run_evaluate_task(cfg: dict, benchmark: str, method: str, seed: int, task: int, base: Path, runs: Path,
                       evaluator: Path, out: Path) -> dict:
     """``cdiff evaluate-task``: sample and score every concept the chain learned up to ``task``."""
-    return evaluate_task(cfg, benchmark, method, seed, task, base, runs, evaluator, out, Path("data") / cfg["profile"])
+    data_root = layout.profile_root("data", cfg["profile"])
+    return evaluate_task(cfg, benchmark, method, seed, task, base, runs, evaluator, out, data_root)

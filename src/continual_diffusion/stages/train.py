@@ -27,7 +27,7 @@ from continual_diffusion.models.tokens import add_concept_token, concept_token, 
 from continual_diffusion.utils.config import chain_settings
 from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.utils.io import atomic_directory, json_text
-from continual_diffusion.utils.layout import TASK_FILE, concept_task_dir, task_dir
+from continual_diffusion.utils.layout import TASK_FILE, concept_task_dir, profile_root, task_dir
 from continual_diffusion.utils.runtime import resolve
 from continual_diffusion.utils.seeds import token_generator
 
@@ -141,4 +141,4 @@ def run_train_task(cfg: dict, benchmark: str, method: str, seed: int, task: int,
     if same_as is not None:
         copy_task(cfg, benchmark, method, seed, task, base, runs, same_as)
         return
-    run_task(cfg, benchmark, method, seed, task, Path("data") / cfg["profile"], base, runs, checkpoints)
+    run_task(cfg, benchmark, method, seed, task, profile_root("data", cfg["profile"]), base, runs, checkpoints)

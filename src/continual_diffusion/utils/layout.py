@@ -12,8 +12,10 @@
     checkpoints/<profile>/   (train, resumable)     profile_root("checkpoints", profile)
         <benchmark>/<method>/seed_<s>/              chain_dir(root, benchmark, method, seed)
             task_XX/                                task_dir(chain, task); runs/: TASK_FILE
+    models/<profile>/rebuilt_base/                  rebuilt_base_dir(profile): `snakemake rebuild_embedded_base`
     reports/<profile>/<part>/                       reports_dir(profile, part): matrices/, summary/, ...
-    logs/<profile>/...                              Snakemake logs and timings
+    logs/<profile>/<stage>/...                      logs_dir(profile, stage): one log per Snakemake job
+        timings/<stage>/...                         logs_dir(profile, "timings", stage): job timings (TSV)
 
 ``root`` is a stage's folder of one profile (``runs/<profile>``, ...); a chain is one benchmark, method
 and seed; task folders count from 1 (``task_01``). The Snakemake rules build their wildcard patterns
@@ -89,3 +91,13 @@ def evaluator_dir(profile: str, benchmark: str) -> Path:
 def reports_dir(profile: str, *parts: str) -> Path:
     """``reports/<profile>/<parts...>``: the report stage's outputs (matrices, summary, grids, ...)."""
     return profile_root("reports", profile).joinpath(*parts)
+
+
+def rebuilt_base_dir(profile: str) -> Path:
+    """``models/<profile>/rebuilt_base``: the on-demand rebuild of the embedded base, compared to it."""
+    return profile_root("models", profile) / "rebuilt_base"
+
+
+def logs_dir(profile: str, *parts: str) -> Path:
+    """``logs/<profile>/<parts...>``: the Snakemake jobs' logs (``<stage>/``) and timings (``timings/<stage>/``)."""
+    return profile_root("logs", profile).joinpath(*parts)

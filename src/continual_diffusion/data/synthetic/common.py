@@ -17,16 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-# Seed streams (separate random sequences that never share a draw) and rng_for: utils/seeds.py.
-from continual_diffusion.utils.seeds import (  # noqa: F401  (the generators and sources import them from here)
-    STREAM_CONCEPT_IMAGES,
-    STREAM_CONCEPTS,
-    STREAM_HELDOUT_IMAGES,
-    STREAM_IMAGE_COUNTS,
-    STREAM_POOL,
-    STREAM_POOL_IMAGES,
-    rng_for,
-)
+from continual_diffusion.utils.seeds import rng_for  # seed streams that never share a draw: utils/seeds.py
 
 
 @dataclass(frozen=True)

@@ -18,17 +18,15 @@ from PIL import Image
 
 from continual_diffusion.data.sources import ConceptRecord, ImageItem, LoadedImage
 from continual_diffusion.data.synthetic import faces, landmarks
-from continual_diffusion.data.synthetic.common import (
+from continual_diffusion.data.synthetic.common import Concept, image_digest, sample_separated
+from continual_diffusion.utils.seeds import (
     STREAM_CONCEPT_IMAGES,
     STREAM_CONCEPTS,
     STREAM_HELDOUT_IMAGES,
     STREAM_IMAGE_COUNTS,
     STREAM_POOL,
     STREAM_POOL_IMAGES,
-    Concept,
-    image_digest,
     rng_for,
-    sample_separated,
 )
 
 

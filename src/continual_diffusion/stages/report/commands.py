@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from continual_diffusion.utils import layout
 from continual_diffusion.utils.errors import PipelineError
 
 
@@ -81,7 +82,7 @@ def run_param_cost(cfg: dict, base: Path, out: Path) -> None:
 def run_grids(cfg: dict, results: Path, out: Path) -> None:
     from continual_diffusion.stages.report.grids import write_grids
 
-    write_grids(results, Path("data") / cfg["profile"], cfg["benchmarks"], cfg["train"]["methods"], cfg["seeds"],
+    write_grids(results, layout.profile_root("data", cfg["profile"]), cfg["benchmarks"], cfg["train"]["methods"], cfg["seeds"],
                 n_tasks(cfg), cfg["report"]["grid_tasks"], cfg["report"]["grid_images"], out)
 
 

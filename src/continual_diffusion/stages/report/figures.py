@@ -24,6 +24,7 @@ from continual_diffusion.metrics.continual import concept_curve
 from continual_diffusion.stages.report import method_name
 from continual_diffusion.stages.report.summary import NA, missing_text
 from continual_diffusion.stages.report.summary import summary_keys as metric_keys
+from continual_diffusion.utils import layout
 from continual_diffusion.utils.errors import PipelineError
 from continual_diffusion.utils.io import atomic_directory
 
@@ -138,10 +139,10 @@ def _read_json(path: Path):
 
 def adapter_history(runs: Path, benchmark: str, method: str, seed: int, tasks: int) -> dict:
     """Per task: mean / max of ||s B_t A_t||_F over the K/V matrices, and the per-step raw penalty."""
-    chain = Path(runs) / benchmark / method / f"seed_{seed}"
+    chain = layout.chain_dir(runs, benchmark, method, seed)
     norm_mean, norm_max, penalty, penalty_mean = [], [], [], []
     for t in range(1, tasks + 1):
-        folder = chain / f"task_{t:02d}"
+        folder = layout.task_dir(chain, t)
         metrics = _read_json(folder / "metrics.json")
         if "delta_norm_mean" not in metrics:
             raise PipelineError(f"{folder / 'metrics.json'}: no delta_norm_mean (not a LoRA-type method)")
